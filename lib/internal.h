@@ -1,0 +1,288 @@
+/*
+ * internal.h -- every cross-file function of the runtime, grouped by the file
+ * that defines it, so the whole internal surface reads in one place.
+ *
+ * Lock order (outer first):
+ *   jemalloc's own mutexes (held when it calls our extent hooks)
+ *   -> g_arena_lock (arena table, tcache registry)
+ *   -> region->lock (one region's bump pointer and block descriptors)
+ *   -> stats are atomics, no lock.
+ * The policy thread never holds a region lock across a migration system call.
+ */
+#ifndef TIERED_INTERNAL_H
+#define TIERED_INTERNAL_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tiered.h"
+
+#define TIERED_HIDDEN __attribute__((visibility("hidden")))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* Relaxed counters and acquire/release flags, named by their order. */
+#define ATOMIC_ADD_RELAXED(p, v) atomic_fetch_add_explicit((p), (v), memory_order_relaxed)
+#define ATOMIC_SUB_RELAXED(p, v) atomic_fetch_sub_explicit((p), (v), memory_order_relaxed)
+#define ATOMIC_LOAD_RELAXED(p) atomic_load_explicit((p), memory_order_relaxed)
+#define ATOMIC_STORE_RELAXED(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
+#define ATOMIC_LOAD_ACQUIRE(p) atomic_load_explicit((p), memory_order_acquire)
+#define ATOMIC_STORE_RELEASE(p, v) atomic_store_explicit((p), (v), memory_order_release)
+
+#define TIERED_PAGE 4096UL
+#define TIERED_MAX_ARENAS 256	/* tiered arenas, default one included */
+#define TIERED_MAX_JE_ARENAS 64 /* jemalloc arenas behind one tiered arena */
+#define TIERED_TLS_TCACHES 64	/* arenas with a per-thread cache; others go uncached */
+
+/* ==== lib/log.c ============================================================ */
+enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+extern TIERED_HIDDEN _Atomic int g_log_level;
+/* One line to stderr, "libtiered: <level>: msg"; never allocates. */
+TIERED_HIDDEN void tlog(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ==== lib/error.c ========================================================== */
+/* Record the thread's detail message and return err (a negative errno). */
+TIERED_HIDDEN int set_error(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+TIERED_HIDDEN void clear_error(void);
+
+/* ==== lib/conf.c =========================================================== */
+enum conf_type { CONF_SIZE, CONF_INT, CONF_NODE, CONF_BOOL, CONF_ENUM, CONF_STRING, CONF_PERCENT };
+#define CONF_ARENA 0x1	 /* also an arena attribute (tiered_attr_set) */
+#define CONF_RUNTIME 0x2 /* writable through tiered_ctl("opt.<key>") */
+
+#define CONF_STRING_MAX 256
+#define CONF_NODE_AUTO (-2) /* cxl_node: detect */
+#define CONF_NODE_NONE (-1) /* cxl_node: no CXL tier */
+
+/* Every tunable's value; the process-wide copy is g_conf. */
+struct tiered_conf {
+	size_t dram_limit;	   /* bytes, 0 = no limit */
+	int cxl_node;		   /* node number, CONF_NODE_AUTO or CONF_NODE_NONE */
+	size_t cxl_limit;	   /* bytes, 0 = no limit */
+	size_t block_size;	   /* power of two, 4 KiB .. 2 MiB */
+	int dram_low_watermark;	   /* percent of dram_limit demotion aims for */
+	int narenas;		   /* jemalloc arenas of the default arena, 0 = CPUs */
+	int policy_interval_ms;	   /* policy thread period */
+	int log_level;		   /* enum log_level */
+	int stats_print;	   /* 0 none, 1 text, 2 json */
+	char stats_file[CONF_STRING_MAX];
+};
+
+struct conf_def {
+	const char *name;
+	enum conf_type type;
+	const char *dflt;      /* default, in input syntax */
+	long long min, max;    /* range for SIZE, INT, PERCENT, NODE */
+	const char *const *choices; /* ENUM: NULL-terminated, index = value */
+	unsigned flags;	       /* CONF_ARENA, CONF_RUNTIME */
+	size_t offset;	       /* into struct tiered_conf */
+	const char *help;
+};
+extern TIERED_HIDDEN const struct conf_def g_conf_defs[];
+extern TIERED_HIDDEN const size_t g_conf_ndefs;
+extern TIERED_HIDDEN struct tiered_conf g_conf;
+
+TIERED_HIDDEN const struct conf_def *conf_find(const char *name, size_t len);
+TIERED_HIDDEN void conf_defaults(struct tiered_conf *c);
+/* Parse and store one value; on error fill err (name, value, what is allowed), return -EINVAL. */
+TIERED_HIDDEN int conf_set(struct tiered_conf *c, const struct conf_def *d, const char *val,
+			   size_t vlen, char *err, size_t errlen);
+/* Apply "k:v,k:v"; stops at nothing: every bad pair is reported through report(). */
+TIERED_HIDDEN int conf_parse_string(struct tiered_conf *c, const char *s,
+				    void (*report)(const char *msg, void *arg), void *arg);
+/* Read TIERED_CONF then TIERED_<KEY> from envp (no allocation); ignored when setuid. */
+TIERED_HIDDEN void conf_from_env(struct tiered_conf *c, char **envp,
+				 void (*report)(const char *msg, void *arg), void *arg);
+/* Print a value in input syntax ("64M", "auto", "json"). */
+TIERED_HIDDEN void conf_format(const struct tiered_conf *c, const struct conf_def *d, char *buf,
+			       size_t len);
+/* Parse a size with K/M/G/T suffix or a percentage of physical memory. */
+TIERED_HIDDEN int conf_parse_size(const char *s, size_t len, unsigned long long *out,
+				  bool allow_percent);
+
+/* ==== lib/tier_numa.c ====================================================== */
+struct tiered_topo {
+	bool numa;		/* the kernel has NUMA (libnuma available) */
+	int max_node;
+	int cxl_node;		/* -1 when there is no CXL tier */
+	bool cxl_auto;		/* chosen by detection rather than the config */
+	unsigned long dram_mask; /* nodes 0..63 with CPUs and memory */
+};
+extern TIERED_HIDDEN struct tiered_topo g_topo;
+/* Detect nodes; resolve a cxl_node setting (auto/none/N) to a node or -1. */
+TIERED_HIDDEN int topo_init(void);
+TIERED_HIDDEN int topo_resolve_cxl(int setting, int *node, char *err, size_t errlen);
+/* Set the memory policy of a range so new pages land on the tier. */
+TIERED_HIDDEN int numa_bind_range(void *addr, size_t len, int tier, int cxl_node);
+/*
+ * Move the present pages of ranges to node in batched move_pages calls.
+ * Returns pages moved (>= 0) or a negative errno; *busy counts -EBUSY pages.
+ */
+struct move_range { void *addr; size_t len; };
+TIERED_HIDDEN long numa_move_ranges(const struct move_range *r, size_t n, int node, long *busy);
+
+/* ==== lib/block.c ========================================================== */
+/* Tier of a block: where its bytes live. */
+enum block_tier { BLK_FREE = 0, BLK_DRAM = 1, BLK_CXL = 2 };
+#define BLK_HINT_HOT 0x1
+#define BLK_HINT_COLD 0x2
+#define BLK_HINT_PIN 0x4
+#define BLK_HINT_STREAMING 0x8
+#define BLK_INFLIGHT 0x80 /* being migrated by the policy thread */
+
+/* One descriptor per block; guarded by its region's lock. */
+struct tiered_block {
+	uint32_t used;	/* committed bytes (<= block_size) */
+	uint32_t birth; /* allocation epoch: lower is older */
+	uint8_t tier;	/* enum block_tier */
+	uint8_t hint;	/* BLK_HINT_* and BLK_INFLIGHT */
+	uint8_t pad[6];
+};
+
+struct tiered_arena;
+/* A large reservation that extents are carved from; aligned to REGION_ALIGN. */
+#define REGION_SHIFT 30
+#define REGION_ALIGN (1UL << REGION_SHIFT)
+struct tiered_region {
+	uintptr_t base;
+	size_t size;
+	size_t bump;		      /* bytes carved so far; guarded by lock */
+	unsigned block_shift;	      /* log2(block_size) */
+	size_t nblocks;
+	struct tiered_block *blocks;  /* mmap'ed, nblocks entries */
+	struct tiered_arena *arena;
+	pthread_mutex_t lock;	      /* bump and blocks */
+	struct tiered_region *next;   /* arena's list, guarded by arena->lock */
+};
+
+/* Account for bytes [addr, addr+len) becoming committed / decommitted. Region lock held. */
+TIERED_HIDDEN void block_commit_locked(struct tiered_region *r, uintptr_t addr, size_t len);
+TIERED_HIDDEN void block_decommit_locked(struct tiered_region *r, uintptr_t addr, size_t len);
+/* Change a block's tier and move its accounting. Region lock held. */
+TIERED_HIDDEN void block_set_tier_locked(struct tiered_region *r, size_t i, int tier);
+static inline size_t block_index(const struct tiered_region *r, uintptr_t a)
+{
+	return (a - r->base) >> r->block_shift;
+}
+static inline uintptr_t block_addr(const struct tiered_region *r, size_t i)
+{
+	return r->base + (i << r->block_shift);
+}
+
+/* ==== lib/region.c ========================================================= */
+/* Look up the region that contains addr (NULL if none): one load, no lock. */
+extern TIERED_HIDDEN struct tiered_region *_Atomic g_region_map[1UL << (47 - REGION_SHIFT)];
+static inline struct tiered_region *region_lookup(const void *addr)
+{
+	uintptr_t a = (uintptr_t)addr;
+	if (unlikely(a >= (1UL << 47)))
+		return NULL;
+	return atomic_load_explicit(&g_region_map[a >> REGION_SHIFT], memory_order_acquire);
+}
+/* Reserve a region of at least size bytes for arena; NULL on failure. */
+TIERED_HIDDEN struct tiered_region *region_create(struct tiered_arena *a, size_t size);
+TIERED_HIDDEN void region_destroy(struct tiered_region *r);
+/*
+ * Carve size bytes at alignment from the arena's regions (new_addr: exactly
+ * there or fail). Returns NULL when out of address space.
+ */
+TIERED_HIDDEN void *region_carve(struct tiered_arena *a, void *new_addr, size_t size, size_t align);
+
+/* ==== lib/arena.c ========================================================== */
+struct tiered_hooks; /* hooks/extent_hooks.c */
+struct tiered_arena {
+	unsigned id;	     /* index in g_arenas */
+	uint32_t gen;	     /* bumps on every create at this index */
+	bool live;
+	bool is_default;
+	struct tiered_conf conf; /* budgets and policy knobs of this arena */
+	int cxl_node;	     /* resolved: node or -1 */
+	unsigned nje;	     /* jemalloc arenas behind this one */
+	unsigned je_ind[TIERED_MAX_JE_ARENAS];
+	struct tiered_hooks *hooks;
+	pthread_mutex_t lock; /* regions list */
+	struct tiered_region *regions;
+	/* Accounting, bytes committed per tier (index enum block_tier). */
+	_Atomic uint64_t bytes[3];
+	_Atomic uint64_t peak[3];
+	_Atomic uint64_t allocs[3];   /* blocks placed on the tier when new */
+	_Atomic uint64_t demotions;   /* blocks moved DRAM -> CXL */
+	_Atomic uint64_t promotions;  /* blocks moved CXL -> DRAM */
+	_Atomic uint64_t demoted_bytes, promoted_bytes;
+	_Atomic uint64_t move_failures;
+	_Atomic uint32_t epoch;	      /* allocation age clock */
+	_Atomic bool over_budget_warned;
+};
+extern TIERED_HIDDEN struct tiered_arena g_arenas[TIERED_MAX_ARENAS];
+extern TIERED_HIDDEN pthread_mutex_t g_arena_lock;
+extern TIERED_HIDDEN struct tiered_arena *g_default_arena;
+
+TIERED_HIDDEN int arena_create(const struct tiered_conf *conf, bool is_default,
+			       struct tiered_arena **out);
+TIERED_HIDDEN int arena_destroy(struct tiered_arena *a);
+/* mallocx flags for the calling thread: arena plus this thread's cache for a. */
+TIERED_HIDDEN int arena_flags_alloc(struct tiered_arena *a);
+TIERED_HIDDEN int arena_flags_free(struct tiered_arena *a);
+/* Account a block's bytes moving between tiers; updates peaks. */
+TIERED_HIDDEN void arena_account(struct tiered_arena *a, int from, int to, uint64_t bytes);
+/* Called at thread exit: destroy the thread's caches. */
+TIERED_HIDDEN void arena_thread_exit(void);
+/* fork handlers */
+TIERED_HIDDEN void arena_prefork(void);
+TIERED_HIDDEN void arena_postfork_parent(void);
+TIERED_HIDDEN void arena_postfork_child(void);
+
+/* ==== hooks/extent_hooks.c ================================================= */
+/* Make the hook table for an arena (one per tiered arena; owns a back pointer). */
+TIERED_HIDDEN struct tiered_hooks *hooks_new(struct tiered_arena *a);
+TIERED_HIDDEN void hooks_free(struct tiered_hooks *h);
+TIERED_HIDDEN void *hooks_table(struct tiered_hooks *h); /* extent_hooks_t * */
+
+/* ==== lib/policy.c: pure decisions, no I/O, no locks ======================= */
+struct policy_budget {
+	uint64_t dram_used, dram_limit; /* limit 0: none */
+	uint64_t cxl_used, cxl_limit;	/* limit 0: none */
+	bool has_cxl;
+	int low_watermark_pct;
+};
+/* Tier for a new block of bytes. */
+TIERED_HIDDEN int policy_place_new(const struct policy_budget *b, uint64_t bytes);
+/* Bytes to demote now to bring DRAM to its low watermark (0: none). */
+TIERED_HIDDEN uint64_t policy_demote_goal(const struct policy_budget *b);
+/* May this block be demoted, and how cold is it (higher = colder = first). */
+struct policy_block { uint8_t tier, hint; uint32_t used, birth; };
+TIERED_HIDDEN bool policy_demotable(const struct policy_block *blk);
+TIERED_HIDDEN uint64_t policy_coldness(const struct policy_block *blk, uint32_t now);
+/* Should a CXL block be promoted (hint HOT/PIN/WILLNEED) given room on DRAM. */
+TIERED_HIDDEN bool policy_promotable(const struct policy_budget *b, const struct policy_block *blk);
+
+/* ==== lib/tierd.c: the policy thread ======================================= */
+TIERED_HIDDEN void tierd_kick(void);	     /* wake it (over budget, new hint) */
+TIERED_HIDDEN int tierd_start(void);	     /* idempotent; restarts after fork */
+TIERED_HIDDEN void tierd_forked_child(void);
+/* One pass over one arena: demotions and promotions. Returns blocks moved. */
+TIERED_HIDDEN long tierd_pass(struct tiered_arena *a);
+TIERED_HIDDEN long tierd_pass_all(void);
+/* Apply an advice to [addr, addr+len); the caller checked the range. */
+TIERED_HIDDEN int tierd_advise(struct tiered_region *r, uintptr_t a, uintptr_t end, int advice);
+
+/* ==== lib/stats.c ========================================================== */
+TIERED_HIDDEN int stats_write(FILE *out, bool json);
+TIERED_HIDDEN void stats_at_exit(void);
+
+/* ==== lib/runtime.c: process-wide state ==================================== */
+/* Ensure the runtime is initialised; returns 0 or a negative errno. */
+TIERED_HIDDEN int runtime_init(void);
+extern TIERED_HIDDEN _Atomic int g_runtime_state; /* 0 none, 1 running init, 2 ready, 3 failed */
+/* Thread-local: this thread belongs to the runtime; route its allocations to the pinned arena. */
+extern TIERED_HIDDEN __thread int t_internal;
+extern TIERED_HIDDEN unsigned g_pinned_je_arena;
+/* The setting the preload library or tests passed in before init (may be NULL). */
+TIERED_HIDDEN void runtime_report_conf_error(const char *msg, void *arg);
+
+#endif /* TIERED_INTERNAL_H */
