@@ -69,8 +69,8 @@ TIERED_EXPORT void tiered_attr_destroy(tiered_attr_t **attrp);
 /*
  * Set one arena-level tunable by name with the same syntax as TIERED_CONF
  * ("dram_limit", "64M").  Keys allowed: dram_limit, cxl_node, cxl_limit,
- * block_size, dram_low_watermark.  Returns -EINVAL with a message naming the
- * key, the value and what is allowed.
+ * block_size, dram_high_watermark, dram_low_watermark.  Returns -EINVAL with
+ * a message naming the key, the value and what is allowed.
  */
 TIERED_EXPORT int tiered_attr_set(tiered_attr_t *attr, const char *key, const char *value);
 /* Typed shortcuts. A limit of 0 means no limit. */
@@ -129,7 +129,8 @@ TIERED_EXPORT int tiered_advise(void *addr, size_t len, int advice);
  *   "arenas.count"                 unsigned                 read
  *   "tier.cxl.node"                int (-1: none)           read
  *   "policy.run"                   (none)                   write: run one placement pass now
- * Fields: resident, peak, allocations, demotions, promotions.
+ * Fields: resident_bytes, peak_bytes, limit_bytes, allocations, demotions,
+ * promotions, demoted_bytes, promoted_bytes (see tiered(7), STATISTICS).
  * Sizes and counters are uint64_t; opt values of type size are size_t, int
  * and node are int, bool is bool, enum and string are const char *.
  */

@@ -9,7 +9,7 @@
  * any allocator is ready.  Errors are written into a caller's buffer and name
  * the key, the value and what is allowed.
  */
-#define _GNU_SOURCE
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -36,10 +36,14 @@ TIERED_HIDDEN const struct conf_def g_conf_defs[] = {
 	 OFF(cxl_limit), "budget on the CXL node (bytes or %); 0 means no limit"},
 	{"block_size", CONF_SIZE, "2M", 4096, 2 << 20, NULL, CONF_ARENA, OFF(block_size),
 	 "unit of placement and migration; a power of two from 4K to 2M"},
-	{"dram_low_watermark", CONF_PERCENT, "90", 10, 100, NULL, CONF_ARENA | CONF_RUNTIME,
+	{"dram_high_watermark", CONF_PERCENT, "95", 10, 100, NULL, CONF_ARENA | CONF_RUNTIME,
+	 OFF(dram_high_watermark),
+	 "when DRAM use passes this percentage of dram_limit, the placement thread demotes the "
+	 "coldest blocks"},
+	{"dram_low_watermark", CONF_PERCENT, "85", 10, 100, NULL, CONF_ARENA | CONF_RUNTIME,
 	 OFF(dram_low_watermark),
-	 "when DRAM use passes dram_limit, demote cold blocks until use is this percentage of "
-	 "dram_limit"},
+	 "demotion stops when DRAM use is this percentage of dram_limit (at most "
+	 "dram_high_watermark)"},
 	{"narenas", CONF_INT, "0", 0, TIERED_MAX_JE_ARENAS, NULL, 0, OFF(narenas),
 	 "jemalloc arenas behind the default arena; 0 means one per CPU (at most 64)"},
 	{"policy_interval_ms", CONF_INT, "100", 1, 60000, NULL, CONF_RUNTIME,

@@ -65,6 +65,7 @@ struct tiered_conf {
 	int cxl_node;		   /* node number, CONF_NODE_AUTO or CONF_NODE_NONE */
 	size_t cxl_limit;	   /* bytes, 0 = no limit */
 	size_t block_size;	   /* power of two, 4 KiB .. 2 MiB */
+	int dram_high_watermark;   /* percent of dram_limit that starts demotion */
 	int dram_low_watermark;	   /* percent of dram_limit demotion aims for */
 	int narenas;		   /* jemalloc arenas of the default arena, 0 = CPUs */
 	int policy_interval_ms;	   /* policy thread period */
@@ -151,12 +152,12 @@ struct tiered_arena;
 struct tiered_region {
 	uintptr_t base;
 	size_t size;
-	size_t bump;		      /* bytes carved so far; guarded by lock */
+	size_t bump;		      /* bytes carved so far; guarded by arena->lock */
 	unsigned block_shift;	      /* log2(block_size) */
 	size_t nblocks;
 	struct tiered_block *blocks;  /* mmap'ed, nblocks entries */
 	struct tiered_arena *arena;
-	pthread_mutex_t lock;	      /* bump and blocks */
+	pthread_mutex_t lock;	      /* blocks */
 	struct tiered_region *next;   /* arena's list, guarded by arena->lock */
 };
 
@@ -205,7 +206,7 @@ struct tiered_arena {
 	unsigned nje;	     /* jemalloc arenas behind this one */
 	unsigned je_ind[TIERED_MAX_JE_ARENAS];
 	struct tiered_hooks *hooks;
-	pthread_mutex_t lock; /* regions list */
+	pthread_mutex_t lock; /* regions list and every region's bump */
 	struct tiered_region *regions;
 	/* Accounting, bytes committed per tier (index enum block_tier). */
 	_Atomic uint64_t bytes[3];
@@ -217,6 +218,8 @@ struct tiered_arena {
 	_Atomic uint64_t move_failures;
 	_Atomic uint32_t epoch;	      /* allocation age clock */
 	_Atomic bool over_budget_warned;
+	_Atomic bool over_budget;     /* set by hooks, cleared by the policy pass */
+	size_t region_size;
 };
 extern TIERED_HIDDEN struct tiered_arena g_arenas[TIERED_MAX_ARENAS];
 extern TIERED_HIDDEN pthread_mutex_t g_arena_lock;
@@ -228,6 +231,7 @@ TIERED_HIDDEN int arena_destroy(struct tiered_arena *a);
 /* mallocx flags for the calling thread: arena plus this thread's cache for a. */
 TIERED_HIDDEN int arena_flags_alloc(struct tiered_arena *a);
 TIERED_HIDDEN int arena_flags_free(struct tiered_arena *a);
+TIERED_HIDDEN unsigned arena_je_for_thread(struct tiered_arena *a);
 /* Account a block's bytes moving between tiers; updates peaks. */
 TIERED_HIDDEN void arena_account(struct tiered_arena *a, int from, int to, uint64_t bytes);
 /* Called at thread exit: destroy the thread's caches. */
@@ -248,10 +252,13 @@ struct policy_budget {
 	uint64_t dram_used, dram_limit; /* limit 0: none */
 	uint64_t cxl_used, cxl_limit;	/* limit 0: none */
 	bool has_cxl;
-	int low_watermark_pct;
+	int high_watermark_pct; /* demotion starts above this % of dram_limit */
+	int low_watermark_pct;	/* ... and stops at this % */
 };
 /* Tier for a new block of bytes. */
 TIERED_HIDDEN int policy_place_new(const struct policy_budget *b, uint64_t bytes);
+/* Is DRAM use above the high watermark (the placement thread has work)? */
+TIERED_HIDDEN bool policy_over_high(const struct policy_budget *b);
 /* Bytes to demote now to bring DRAM to its low watermark (0: none). */
 TIERED_HIDDEN uint64_t policy_demote_goal(const struct policy_budget *b);
 /* May this block be demoted, and how cold is it (higher = colder = first). */
@@ -265,6 +272,10 @@ TIERED_HIDDEN bool policy_promotable(const struct policy_budget *b, const struct
 TIERED_HIDDEN void tierd_kick(void);	     /* wake it (over budget, new hint) */
 TIERED_HIDDEN int tierd_start(void);	     /* idempotent; restarts after fork */
 TIERED_HIDDEN void tierd_forked_child(void);
+TIERED_HIDDEN void tierd_prefork(void);
+TIERED_HIDDEN void tierd_postfork_parent(void);
+TIERED_HIDDEN void tierd_restart_if_forked(void);
+extern TIERED_HIDDEN _Atomic uint64_t g_passes, g_busy_pages;
 /* One pass over one arena: demotions and promotions. Returns blocks moved. */
 TIERED_HIDDEN long tierd_pass(struct tiered_arena *a);
 TIERED_HIDDEN long tierd_pass_all(void);
@@ -274,15 +285,20 @@ TIERED_HIDDEN int tierd_advise(struct tiered_region *r, uintptr_t a, uintptr_t e
 /* ==== lib/stats.c ========================================================== */
 TIERED_HIDDEN int stats_write(FILE *out, bool json);
 TIERED_HIDDEN void stats_at_exit(void);
+TIERED_HIDDEN int stats_field(const struct tiered_arena *a, int tier, const char *field, uint64_t *out);
+TIERED_HIDDEN int stats_total(int tier, const char *field, uint64_t *out);
 
 /* ==== lib/runtime.c: process-wide state ==================================== */
 /* Ensure the runtime is initialised; returns 0 or a negative errno. */
 TIERED_HIDDEN int runtime_init(void);
 extern TIERED_HIDDEN _Atomic int g_runtime_state; /* 0 none, 1 running init, 2 ready, 3 failed */
 /* Thread-local: this thread belongs to the runtime; route its allocations to the pinned arena. */
-extern TIERED_HIDDEN __thread int t_internal;
+extern TIERED_HIDDEN __thread int t_internal __attribute__((tls_model("initial-exec")));
 extern TIERED_HIDDEN unsigned g_pinned_je_arena;
-/* The setting the preload library or tests passed in before init (may be NULL). */
+/* Phase 1 only: configuration, the default arena; safe from the first malloc. */
+TIERED_HIDDEN int runtime_init_early(void);
+/* This thread is running runtime_init_early (allocations must use a bootstrap buffer). */
+extern TIERED_HIDDEN __thread int t_in_init __attribute__((tls_model("initial-exec")));
 TIERED_HIDDEN void runtime_report_conf_error(const char *msg, void *arg);
 
 #endif /* TIERED_INTERNAL_H */

@@ -1,1 +1,12 @@
-# tests: filled in by its owner
+# Tests: Check unit suites (tests/unit) and integration tests with real
+# programs (tests/integration).  Every test sees the build tree's paths.
+AM_TESTS_ENVIRONMENT = \
+	top_builddir='$(top_builddir)'; export top_builddir; \
+	top_srcdir='$(top_srcdir)'; export top_srcdir; \
+	abs_top_builddir='$(abs_top_builddir)'; export abs_top_builddir; \
+	abs_top_srcdir='$(abs_top_srcdir)'; export abs_top_srcdir; \
+	TIERED_PRELOAD='$(abs_top_builddir)/.libs/libtiered_preload.so'; export TIERED_PRELOAD; \
+	CK_DEFAULT_TIMEOUT=120; export CK_DEFAULT_TIMEOUT;
+
+include $(srcdir)/tests/unit/local.mk
+include $(srcdir)/tests/integration/local.mk

@@ -1,0 +1,76 @@
+/*
+ * block.c -- the block descriptor table: where each block's bytes live.
+ *
+ * One descriptor per block_size bytes of a region, in a flat array indexed by
+ * (addr - base) >> block_shift.  Every function here runs with the region's
+ * lock held; accounting goes to the owning arena's per-tier atomics.
+ * A block's tier is chosen when it first holds committed bytes (policy.c
+ * decides) and changed only by migration (tierd.c).
+ */
+#include "internal.h"
+
+/* block_commit_locked -- bytes of [addr, addr+len) become committed */
+void block_commit_locked(struct tiered_region *r, uintptr_t addr, size_t len)
+{
+	struct tiered_arena *a = r->arena;
+	size_t bs = (size_t)1 << r->block_shift;
+	uintptr_t end = addr + len;
+	for (size_t i = block_index(r, addr); addr < end; i++) {
+		uintptr_t bend = block_addr(r, i) + bs;
+		size_t n = (end < bend ? end : bend) - addr;
+		struct tiered_block *b = &r->blocks[i];
+		if (b->used == 0) {
+			struct policy_budget pb = {
+				.dram_used = ATOMIC_LOAD_RELAXED(&a->bytes[BLK_DRAM]),
+				.dram_limit = a->conf.dram_limit,
+				.cxl_used = ATOMIC_LOAD_RELAXED(&a->bytes[BLK_CXL]),
+				.cxl_limit = a->conf.cxl_limit,
+				.has_cxl = a->cxl_node >= 0,
+				.high_watermark_pct = a->conf.dram_high_watermark,
+		.low_watermark_pct = a->conf.dram_low_watermark,
+			};
+			int tier = policy_place_new(&pb, bs);
+			int prev = b->tier == BLK_FREE ? BLK_DRAM : b->tier;
+			/* a never-placed block already follows the default (local) policy */
+			if (a->cxl_node >= 0 && tier != prev)
+				(void)numa_bind_range((void *)block_addr(r, i), bs, tier, a->cxl_node);
+			b->tier = (uint8_t)tier;
+			b->birth = ATOMIC_ADD_RELAXED(&a->epoch, 1);
+			ATOMIC_ADD_RELAXED(&a->allocs[tier], 1);
+			pb.dram_used += tier == BLK_DRAM ? bs : 0;
+			if (policy_over_high(&pb))
+				ATOMIC_STORE_RELAXED(&a->over_budget, true);
+		}
+		b->used += (uint32_t)n;
+		arena_account(a, BLK_FREE, b->tier, n);
+		addr += n;
+	}
+}
+
+/* block_decommit_locked -- bytes of [addr, addr+len) are given back */
+void block_decommit_locked(struct tiered_region *r, uintptr_t addr, size_t len)
+{
+	struct tiered_arena *a = r->arena;
+	size_t bs = (size_t)1 << r->block_shift;
+	uintptr_t end = addr + len;
+	for (size_t i = block_index(r, addr); addr < end; i++) {
+		uintptr_t bend = block_addr(r, i) + bs;
+		size_t n = (end < bend ? end : bend) - addr;
+		struct tiered_block *b = &r->blocks[i];
+		if (n > b->used)
+			n = b->used; /* never underflow, even for a range jemalloc gives twice */
+		b->used -= (uint32_t)n;
+		arena_account(a, b->tier, BLK_FREE, n);
+		addr = bend < end ? bend : end;
+	}
+}
+
+/* block_set_tier_locked -- the block's bytes now live on tier */
+void block_set_tier_locked(struct tiered_region *r, size_t i, int tier)
+{
+	struct tiered_block *b = &r->blocks[i];
+	if (b->tier == tier)
+		return;
+	arena_account(r->arena, b->tier, tier, b->used);
+	b->tier = (uint8_t)tier;
+}

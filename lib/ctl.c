@@ -1,0 +1,186 @@
+/*
+ * ctl.c -- tiered_ctl(): named settings and statistics, in mallctl(3) style.
+ *
+ * Reading: oldp and *oldlenp must match the value's type exactly; oldp NULL
+ * with oldlenp set returns the size.  Writing: newp/newlen, same rule.
+ * Names are listed in tiered_ctl(3) and tiered(7).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static int out_value(const char *name, void *oldp, size_t *oldlenp, const void *v, size_t len)
+{
+	if (!oldp) {
+		if (oldlenp)
+			*oldlenp = len;
+		return 0;
+	}
+	if (!oldlenp || *oldlenp != len)
+		return set_error(-EINVAL, "%s: value has %zu bytes, *oldlenp is %zu", name, len,
+				 oldlenp ? *oldlenp : 0);
+	memcpy(oldp, v, len);
+	return 0;
+}
+
+static int tier_of(const char *s, size_t len)
+{
+	if (len == 4 && memcmp(s, "dram", 4) == 0)
+		return TIERED_TIER_DRAM;
+	if (len == 3 && memcmp(s, "cxl", 3) == 0)
+		return TIERED_TIER_CXL;
+	return -1;
+}
+
+/* "<tier>.<field>" for arena a (NULL: totals) */
+static int ctl_tier_field(const char *name, const char *rest, struct tiered_arena *a, void *oldp,
+			  size_t *oldlenp, const void *newp)
+{
+	const char *dot = strchr(rest, '.');
+	int tier = dot ? tier_of(rest, (size_t)(dot - rest)) : -1;
+	uint64_t v;
+	if (tier < 0)
+		return set_error(-ENOENT, "%s: unknown tier: expected dram or cxl", name);
+	if (newp)
+		return set_error(-EPERM, "%s: statistics are read-only", name);
+	int rc = a ? stats_field(a, tier, dot + 1, &v) : stats_total(tier, dot + 1, &v);
+	if (rc < 0)
+		return set_error(-ENOENT,
+				 "%s: unknown field '%s': expected resident_bytes, peak_bytes, "
+				 "limit_bytes, allocations, demotions, promotions, demoted_bytes or "
+				 "promoted_bytes",
+				 name, dot + 1);
+	return out_value(name, oldp, oldlenp, &v, sizeof v);
+}
+
+static void apply_runtime_opt(const struct conf_def *d)
+{
+	if (strcmp(d->name, "log_level") == 0)
+		ATOMIC_STORE_RELAXED(&g_log_level, g_conf.log_level);
+	struct tiered_arena *a = g_default_arena;
+	if (a && (d->flags & CONF_ARENA)) {
+		/* the default arena follows the process-wide budgets */
+		memcpy((char *)&a->conf + d->offset, (char *)&g_conf + d->offset,
+		       d->type == CONF_SIZE ? sizeof(size_t) : sizeof(int));
+		ATOMIC_STORE_RELAXED(&a->over_budget, true);
+		tierd_kick();
+	}
+}
+
+static int ctl_opt(const char *name, const char *key, void *oldp, size_t *oldlenp,
+		   const void *newp, size_t newlen)
+{
+	const struct conf_def *d = conf_find(key, strlen(key));
+	if (!d)
+		return set_error(-ENOENT, "%s: no such tunable (see tiered-run --params)", name);
+	char *field = (char *)&g_conf + d->offset;
+	int rc = 0;
+	const void *v;
+	size_t len;
+	const char *s;
+	switch (d->type) {
+	case CONF_SIZE:
+		v = field, len = sizeof(size_t);
+		break;
+	case CONF_INT:
+	case CONF_PERCENT:
+	case CONF_NODE:
+		v = field, len = sizeof(int);
+		break;
+	case CONF_BOOL:
+		v = field, len = sizeof(bool);
+		break;
+	case CONF_ENUM:
+		s = d->choices[*(int *)field];
+		v = &s, len = sizeof s;
+		break;
+	default:
+		s = field;
+		v = &s, len = sizeof s;
+		break;
+	}
+	/* copy out the old value before a write changes it */
+	char old[sizeof(size_t) > sizeof(char *) ? sizeof(size_t) : sizeof(char *)];
+	memcpy(old, v, len);
+	if (newp) {
+		if (!(d->flags & CONF_RUNTIME))
+			return set_error(-EPERM, "%s: can only be set at start-up (TIERED_CONF)", name);
+		if (newlen != len)
+			return set_error(-EINVAL, "%s: new value has %zu bytes, expected %zu", name,
+					 newlen, len);
+		char err[512], buf[64];
+		struct tiered_conf tmp = g_conf;
+		if (d->type == CONF_ENUM || d->type == CONF_STRING) {
+			const char *nv = *(const char *const *)newp;
+			if (!nv)
+				return set_error(-EINVAL, "%s: new value is NULL", name);
+			rc = conf_set(&tmp, d, nv, strlen(nv), err, sizeof err);
+		} else {
+			/* validate through the same parser as the environment */
+			if (d->type == CONF_SIZE)
+				snprintf(buf, sizeof buf, "%zu", *(const size_t *)newp);
+			else if (d->type == CONF_BOOL)
+				snprintf(buf, sizeof buf, "%d", *(const bool *)newp);
+			else
+				snprintf(buf, sizeof buf, "%d", *(const int *)newp);
+			rc = conf_set(&tmp, d, buf, strlen(buf), err, sizeof err);
+		}
+		if (rc < 0)
+			return set_error(rc, "%s", err);
+		g_conf = tmp;
+		apply_runtime_opt(d);
+	}
+	return out_value(name, oldp, oldlenp, old, len);
+}
+
+TIERED_EXPORT int tiered_ctl(const char *name, void *oldp, size_t *oldlenp, const void *newp,
+			     size_t newlen)
+{
+	clear_error();
+	if (!name)
+		return set_error(-EINVAL, "tiered_ctl: name is NULL");
+	int rc = runtime_init();
+	if (rc < 0)
+		return rc;
+	if (strcmp(name, "version") == 0) {
+		if (newp)
+			return set_error(-EPERM, "version: read-only");
+		const char *v = tiered_version_string();
+		return out_value(name, oldp, oldlenp, &v, sizeof v);
+	}
+	if (strncmp(name, "opt.", 4) == 0)
+		return ctl_opt(name, name + 4, oldp, oldlenp, newp, newlen);
+	if (strncmp(name, "stats.", 6) == 0)
+		return ctl_tier_field(name, name + 6, NULL, oldp, oldlenp, newp);
+	if (strncmp(name, "arena.", 6) == 0) {
+		char *end;
+		unsigned long id = strtoul(name + 6, &end, 10);
+		if (end == name + 6 || *end != '.' || id >= TIERED_MAX_ARENAS || !g_arenas[id].live)
+			return set_error(-ENOENT, "%s: no live arena with that id", name);
+		return ctl_tier_field(name, end + 1, &g_arenas[id], oldp, oldlenp, newp);
+	}
+	if (strcmp(name, "arenas.count") == 0) {
+		if (newp)
+			return set_error(-EPERM, "%s: read-only", name);
+		unsigned n = 0;
+		for (unsigned i = 0; i < TIERED_MAX_ARENAS; i++)
+			n += g_arenas[i].live;
+		return out_value(name, oldp, oldlenp, &n, sizeof n);
+	}
+	if (strcmp(name, "tier.cxl.node") == 0) {
+		if (newp)
+			return set_error(-EPERM, "%s: read-only (set cxl_node at start-up)", name);
+		int n = g_default_arena ? g_default_arena->cxl_node : -1;
+		return out_value(name, oldp, oldlenp, &n, sizeof n);
+	}
+	if (strcmp(name, "policy.run") == 0) {
+		uint64_t moved = (uint64_t)tierd_pass_all();
+		return oldp || oldlenp ? out_value(name, oldp, oldlenp, &moved, sizeof moved) : 0;
+	}
+	return set_error(-ENOENT,
+			 "%s: unknown name: expected version, opt.<key>, stats.<tier>.<field>, "
+			 "arena.<id>.<tier>.<field>, arenas.count, tier.cxl.node or policy.run",
+			 name);
+}

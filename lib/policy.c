@@ -1,0 +1,88 @@
+/*
+ * policy.c -- placement decisions as pure functions.
+ *
+ * Inputs are plain numbers (budgets, a block's tier, hints and age); outputs
+ * are decisions.  No I/O, no locks, no globals, so unit tests can drive it
+ * with synthetic state and a later heat tracker can replace the coldness
+ * measure without touching the mechanism in tierd.c.
+ */
+#include "internal.h"
+
+/* policy_place_new -- DRAM while the budget allows, else CXL while it allows, else DRAM */
+int policy_place_new(const struct policy_budget *b, uint64_t bytes)
+{
+	if (b->dram_limit == 0 || b->dram_used + bytes <= b->dram_limit)
+		return BLK_DRAM;
+	if (b->has_cxl && (b->cxl_limit == 0 || b->cxl_used + bytes <= b->cxl_limit))
+		return BLK_CXL;
+	return BLK_DRAM; /* over budget everywhere: keep it local, never fail */
+}
+
+static uint64_t pct_of(uint64_t v, int pct)
+{
+	return v / 100 * (uint64_t)pct + v % 100 * (uint64_t)pct / 100;
+}
+
+/* policy_over_high -- DRAM use passed the high watermark of a CXL-backed budget */
+bool policy_over_high(const struct policy_budget *b)
+{
+	return b->has_cxl && b->dram_limit && b->dram_used > pct_of(b->dram_limit, b->high_watermark_pct);
+}
+
+/*
+ * policy_demote_goal -- bytes to move off DRAM.  Nothing until use passes the
+ * high watermark; then down to the low watermark (hysteresis: a block freed
+ * or placed near the line does not start a pass each time).
+ */
+uint64_t policy_demote_goal(const struct policy_budget *b)
+{
+	if (!policy_over_high(b))
+		return 0;
+	int lowp = b->low_watermark_pct < b->high_watermark_pct ? b->low_watermark_pct
+								 : b->high_watermark_pct;
+	uint64_t low = pct_of(b->dram_limit, lowp);
+	if (b->dram_used <= low)
+		return 0;
+	uint64_t goal = b->dram_used - low;
+	if (b->cxl_limit) {
+		uint64_t room = b->cxl_used >= b->cxl_limit ? 0 : b->cxl_limit - b->cxl_used;
+		if (goal > room)
+			goal = room;
+	}
+	return goal;
+}
+
+/* policy_demotable -- a used DRAM block that is not pinned, hot or in flight */
+bool policy_demotable(const struct policy_block *blk)
+{
+	return blk->tier == BLK_DRAM && blk->used > 0 &&
+	       !(blk->hint & (BLK_HINT_PIN | BLK_HINT_HOT | BLK_INFLIGHT));
+}
+
+/*
+ * policy_coldness -- larger is colder.  COLD and STREAMING hints rank before
+ * everything else; among equals the older allocation (smaller birth epoch) is
+ * colder.  The epoch clock wraps; ages are computed modulo 2^32.
+ */
+uint64_t policy_coldness(const struct policy_block *blk, uint32_t now)
+{
+	uint64_t age = (uint32_t)(now - blk->birth);
+	uint64_t rank = 0;
+	if (blk->hint & BLK_HINT_COLD)
+		rank = 2;
+	else if (blk->hint & BLK_HINT_STREAMING)
+		rank = 1;
+	return (rank << 32) | age;
+}
+
+/* policy_promotable -- a CXL block asked for (HOT/PIN) that fits under the DRAM budget */
+bool policy_promotable(const struct policy_budget *b, const struct policy_block *blk)
+{
+	if (blk->tier != BLK_CXL || blk->used == 0 || (blk->hint & BLK_INFLIGHT))
+		return false;
+	if (!(blk->hint & (BLK_HINT_HOT | BLK_HINT_PIN)))
+		return false;
+	if (blk->hint & BLK_HINT_PIN)
+		return true; /* PIN means DRAM, even over budget */
+	return b->dram_limit == 0 || b->dram_used + blk->used <= b->dram_limit;
+}

@@ -1,0 +1,186 @@
+/*
+ * stats.c -- statistics as text or one JSON object, on demand and at exit.
+ *
+ * Per tier: resident_bytes (committed bytes in blocks placed on the tier),
+ * peak_bytes, limit_bytes, allocations (blocks placed there when new),
+ * demotions (blocks moved out of the tier to the next lower one), promotions
+ * (blocks moved into the tier from a lower one), demoted_bytes,
+ * promoted_bytes.  Totals are sums over live arenas.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static const char *const tier_names[] = {"dram", "cxl"};
+
+/* stats_tier -- one field of one tier of arena a, by name; -ENOENT if unknown */
+int stats_field(const struct tiered_arena *a, int tier, const char *field, uint64_t *out)
+{
+	int bt = tier == TIERED_TIER_DRAM ? BLK_DRAM : BLK_CXL;
+	struct tiered_arena *m = (struct tiered_arena *)a;
+	if (strcmp(field, "resident_bytes") == 0)
+		*out = ATOMIC_LOAD_RELAXED(&m->bytes[bt]);
+	else if (strcmp(field, "peak_bytes") == 0)
+		*out = ATOMIC_LOAD_RELAXED(&m->peak[bt]);
+	else if (strcmp(field, "limit_bytes") == 0)
+		*out = tier == TIERED_TIER_DRAM ? a->conf.dram_limit
+						: (a->cxl_node >= 0 ? a->conf.cxl_limit : 0);
+	else if (strcmp(field, "allocations") == 0)
+		*out = ATOMIC_LOAD_RELAXED(&m->allocs[bt]);
+	else if (strcmp(field, "demotions") == 0)
+		*out = tier == TIERED_TIER_DRAM ? ATOMIC_LOAD_RELAXED(&m->demotions) : 0;
+	else if (strcmp(field, "promotions") == 0)
+		*out = tier == TIERED_TIER_DRAM ? ATOMIC_LOAD_RELAXED(&m->promotions) : 0;
+	else if (strcmp(field, "demoted_bytes") == 0)
+		*out = tier == TIERED_TIER_DRAM ? ATOMIC_LOAD_RELAXED(&m->demoted_bytes) : 0;
+	else if (strcmp(field, "promoted_bytes") == 0)
+		*out = tier == TIERED_TIER_DRAM ? ATOMIC_LOAD_RELAXED(&m->promoted_bytes) : 0;
+	else
+		return -ENOENT;
+	return 0;
+}
+
+static const char *const fields[] = {"resident_bytes", "peak_bytes",	"limit_bytes",
+				     "allocations",    "demotions",	"promotions",
+				     "demoted_bytes",  "promoted_bytes", NULL};
+
+/* stats_total -- a field summed over live arenas (peaks: sum of peaks) */
+int stats_total(int tier, const char *field, uint64_t *out)
+{
+	uint64_t sum = 0, v;
+	for (unsigned i = 0; i < TIERED_MAX_ARENAS; i++) {
+		if (!g_arenas[i].live)
+			continue;
+		int rc = stats_field(&g_arenas[i], tier, field, &v);
+		if (rc < 0)
+			return rc;
+		sum += v;
+	}
+	*out = sum;
+	return 0;
+}
+
+static void tier_json(FILE *out, const struct tiered_arena *a, int tier)
+{
+	uint64_t v;
+	fprintf(out, "\"%s\":{", tier_names[tier]);
+	for (int f = 0; fields[f]; f++) {
+		if (a)
+			stats_field(a, tier, fields[f], &v);
+		else
+			stats_total(tier, fields[f], &v);
+		fprintf(out, "%s\"%s\":%llu", f ? "," : "", fields[f], (unsigned long long)v);
+	}
+	fputc('}', out);
+}
+
+static int json(FILE *out)
+{
+	int cxl = g_default_arena ? g_default_arena->cxl_node : g_topo.cxl_node;
+	fprintf(out, "{\"version\":\"%s\",\"pid\":%ld,\"block_size\":%zu,\"cxl_node\":%d,\"tiers\":{",
+		tiered_version_string(), (long)getpid(), g_conf.block_size, cxl);
+	tier_json(out, NULL, TIERED_TIER_DRAM);
+	fputc(',', out);
+	tier_json(out, NULL, TIERED_TIER_CXL);
+	fputs("},\"arenas\":[", out);
+	bool first = true;
+	for (unsigned i = 0; i < TIERED_MAX_ARENAS; i++) {
+		const struct tiered_arena *a = &g_arenas[i];
+		if (!a->live)
+			continue;
+		fprintf(out, "%s{\"id\":%u,\"default\":%s,\"cxl_node\":%d,\"block_size\":%zu,\"tiers\":{",
+			first ? "" : ",", a->id, a->is_default ? "true" : "false", a->cxl_node,
+			a->conf.block_size);
+		tier_json(out, a, TIERED_TIER_DRAM);
+		fputc(',', out);
+		tier_json(out, a, TIERED_TIER_CXL);
+		fputs("}}", out);
+		first = false;
+	}
+	uint64_t fails = 0;
+	for (unsigned i = 0; i < TIERED_MAX_ARENAS; i++)
+		if (g_arenas[i].live)
+			fails += ATOMIC_LOAD_RELAXED(&g_arenas[i].move_failures);
+	fprintf(out, "],\"policy\":{\"passes\":%llu,\"move_failures\":%llu,\"busy_pages\":%llu}}\n",
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_passes), (unsigned long long)fails,
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_busy_pages));
+	return 0;
+}
+
+static void tier_text(FILE *out, const struct tiered_arena *a, int tier)
+{
+	uint64_t v[8];
+	for (int f = 0; fields[f]; f++) {
+		if (a)
+			stats_field(a, tier, fields[f], &v[f]);
+		else
+			stats_total(tier, fields[f], &v[f]);
+	}
+	fprintf(out,
+		"  %-4s resident %10.1f MiB  peak %10.1f MiB  limit %10.1f MiB  blocks placed %8llu  "
+		"demotions %8llu  promotions %8llu\n",
+		tier_names[tier], v[0] / 1048576.0, v[1] / 1048576.0, v[2] / 1048576.0,
+		(unsigned long long)v[3], (unsigned long long)v[4], (unsigned long long)v[5]);
+}
+
+static int text(FILE *out)
+{
+	int cxl = g_default_arena ? g_default_arena->cxl_node : g_topo.cxl_node;
+	fprintf(out, "libtiered %s statistics (pid %ld, block size %zu KiB, CXL tier: ",
+		tiered_version_string(), (long)getpid(), g_conf.block_size >> 10);
+	if (cxl >= 0)
+		fprintf(out, "node %d)\n", cxl);
+	else
+		fprintf(out, "none)\n");
+	fprintf(out, "all arenas:\n");
+	tier_text(out, NULL, TIERED_TIER_DRAM);
+	tier_text(out, NULL, TIERED_TIER_CXL);
+	for (unsigned i = 0; i < TIERED_MAX_ARENAS; i++) {
+		const struct tiered_arena *a = &g_arenas[i];
+		if (!a->live)
+			continue;
+		fprintf(out, "arena %u%s:\n", a->id, a->is_default ? " (default)" : "");
+		tier_text(out, a, TIERED_TIER_DRAM);
+		tier_text(out, a, TIERED_TIER_CXL);
+	}
+	fprintf(out, "placement passes %llu, busy pages %llu\n",
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_passes),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_busy_pages));
+	return 0;
+}
+
+int stats_write(FILE *out, bool as_json)
+{
+	int saved = t_internal;
+	t_internal = 1;
+	int rc = as_json ? json(out) : text(out);
+	fflush(out);
+	t_internal = saved;
+	return rc;
+}
+
+/* stats_at_exit -- stats_print/stats_file, once */
+void stats_at_exit(void)
+{
+	static _Atomic bool done;
+	if (g_conf.stats_print == 0 || atomic_exchange(&done, true))
+		return;
+	int saved = t_internal;
+	t_internal = 1;
+	FILE *out = stderr;
+	if (g_conf.stats_file[0]) {
+		out = fopen(g_conf.stats_file, "w");
+		if (!out) {
+			tlog(LOG_ERROR, "stats_file: cannot open '%s': %s; writing to stderr",
+			     g_conf.stats_file, strerror(errno));
+			out = stderr;
+		}
+	}
+	stats_write(out, g_conf.stats_print == 2);
+	if (out != stderr)
+		fclose(out);
+	t_internal = saved;
+}

@@ -1,0 +1,398 @@
+/*
+ * tierd.c -- the placement thread and the migration mechanism.
+ *
+ * The thread wakes every policy_interval_ms, or when a hook finds an arena
+ * over its DRAM budget, and runs one pass per arena: promote CXL blocks that
+ * hints ask for (HOT, PIN) while DRAM has room, then demote the coldest DRAM
+ * blocks until DRAM use is at the low watermark.  Decisions come from
+ * policy.c; this file only gathers candidates and moves pages.
+ *
+ * A move marks its blocks BLK_INFLIGHT under the region lock, sets the
+ * memory policy and calls move_pages(2) in batches with no lock held, then
+ * records the new tier under the lock.  Hooks may commit or decommit an
+ * in-flight block meanwhile; accounting stays exact because the tier change
+ * moves whatever `used` is at that moment.
+ *
+ * The thread is the runtime's own: its allocations go to the pinned arena
+ * (t_internal) and it never touches application memory.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static pthread_mutex_t g_tierd_lock = PTHREAD_MUTEX_INITIALIZER; /* thread start, kick */
+static pthread_cond_t g_tierd_cv;
+static bool g_tierd_running, g_tierd_kicked;
+static pid_t g_tierd_pid;
+static pthread_mutex_t g_pass_lock = PTHREAD_MUTEX_INITIALIZER; /* one pass at a time */
+TIERED_HIDDEN _Atomic uint64_t g_passes, g_busy_pages;
+static _Atomic bool g_tierd_restart;
+
+struct cand {
+	struct tiered_region *r;
+	size_t i;
+	uint64_t cold;
+};
+
+static int cand_cmp(const void *x, const void *y)
+{
+	const struct cand *a = x, *b = y;
+	return a->cold < b->cold ? 1 : a->cold > b->cold ? -1 : 0;
+}
+
+static struct policy_budget budget_of(struct tiered_arena *a)
+{
+	return (struct policy_budget){
+		.dram_used = ATOMIC_LOAD_RELAXED(&a->bytes[BLK_DRAM]),
+		.dram_limit = a->conf.dram_limit,
+		.cxl_used = ATOMIC_LOAD_RELAXED(&a->bytes[BLK_CXL]),
+		.cxl_limit = a->conf.cxl_limit,
+		.has_cxl = a->cxl_node >= 0,
+		.high_watermark_pct = a->conf.dram_high_watermark,
+		.low_watermark_pct = a->conf.dram_low_watermark,
+	};
+}
+
+/*
+ * move_blocks -- migrate the given (in-flight) blocks to tier and clear their
+ * in-flight bit.  Returns the number of blocks whose tier changed.
+ */
+static long move_blocks(struct tiered_arena *a, struct cand *c, size_t n, int tier)
+{
+	if (n == 0)
+		return 0;
+	size_t bs = a->conf.block_size;
+	int node = tier == BLK_CXL ? a->cxl_node : __builtin_ctzl(g_topo.dram_mask);
+	struct move_range *mr = malloc(n * sizeof *mr);
+	long moved_blocks = 0, busy = 0;
+	if (!mr)
+		goto unmark;
+	for (size_t k = 0; k < n; k++) {
+		mr[k].addr = (void *)block_addr(c[k].r, c[k].i);
+		mr[k].len = bs;
+		(void)numa_bind_range(mr[k].addr, bs, tier, a->cxl_node);
+	}
+	long pages = numa_move_ranges(mr, n, node, &busy);
+	free(mr);
+	ATOMIC_ADD_RELAXED(&g_busy_pages, (uint64_t)busy);
+	if (pages < 0) {
+		ATOMIC_ADD_RELAXED(&a->move_failures, 1);
+		tlog(LOG_WARN, "arena %u: move_pages to node %d failed: %s", a->id, node,
+		     strerror((int)-pages));
+		goto unmark_rebind;
+	}
+	for (size_t k = 0; k < n; k++) {
+		struct tiered_region *r = c[k].r;
+		pthread_mutex_lock(&r->lock);
+		uint64_t used = r->blocks[c[k].i].used;
+		block_set_tier_locked(r, c[k].i, tier);
+		r->blocks[c[k].i].hint &= (uint8_t)~BLK_INFLIGHT;
+		pthread_mutex_unlock(&r->lock);
+		moved_blocks++;
+		if (tier == BLK_CXL) {
+			ATOMIC_ADD_RELAXED(&a->demotions, 1);
+			ATOMIC_ADD_RELAXED(&a->demoted_bytes, used);
+		} else {
+			ATOMIC_ADD_RELAXED(&a->promotions, 1);
+			ATOMIC_ADD_RELAXED(&a->promoted_bytes, used);
+		}
+	}
+	return moved_blocks;
+unmark_rebind:
+	for (size_t k = 0; k < n; k++) {
+		struct tiered_block *b = &c[k].r->blocks[c[k].i];
+		(void)numa_bind_range((void *)block_addr(c[k].r, c[k].i), bs, b->tier, a->cxl_node);
+	}
+unmark:
+	for (size_t k = 0; k < n; k++) {
+		pthread_mutex_lock(&c[k].r->lock);
+		c[k].r->blocks[c[k].i].hint &= (uint8_t)~BLK_INFLIGHT;
+		pthread_mutex_unlock(&c[k].r->lock);
+	}
+	return 0;
+}
+
+/* count_blocks -- blocks carved so far in a's regions (for sizing a candidate array) */
+static size_t count_blocks(struct tiered_arena *a)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&a->lock);
+	for (struct tiered_region *r = a->regions; r; r = r->next)
+		n += (r->bump + ((size_t)1 << r->block_shift) - 1) >> r->block_shift;
+	pthread_mutex_unlock(&a->lock);
+	return n;
+}
+
+/* tierd_pass -- one placement pass over arena a */
+long tierd_pass(struct tiered_arena *a)
+{
+	if (!a->live || a->cxl_node < 0)
+		return 0;
+	int saved = t_internal;
+	t_internal = 1;
+	long moved = 0;
+	pthread_mutex_lock(&g_pass_lock);
+	ATOMIC_STORE_RELAXED(&a->over_budget, false);
+	size_t cap = count_blocks(a);
+	struct cand *c = cap ? malloc(cap * sizeof *c) : NULL;
+	if (!c)
+		goto out;
+
+	/* promotions asked for by hints */
+	struct policy_budget pb = budget_of(a);
+	size_t n = 0;
+	pthread_mutex_lock(&a->lock);
+	for (struct tiered_region *r = a->regions; r && n < cap; r = r->next) {
+		pthread_mutex_lock(&r->lock);
+		size_t nb = (r->bump + ((size_t)1 << r->block_shift) - 1) >> r->block_shift;
+		for (size_t i = 0; i < nb && n < cap; i++) {
+			struct tiered_block *b = &r->blocks[i];
+			struct policy_block pbk = {b->tier, b->hint, b->used, b->birth};
+			if (policy_promotable(&pb, &pbk)) {
+				b->hint |= BLK_INFLIGHT;
+				pb.dram_used += b->used;
+				c[n++] = (struct cand){r, i, 0};
+			}
+		}
+		pthread_mutex_unlock(&r->lock);
+	}
+	pthread_mutex_unlock(&a->lock);
+	moved += move_blocks(a, c, n, BLK_DRAM);
+
+	/* demotions down to the low watermark */
+	pb = budget_of(a);
+	uint64_t goal = policy_demote_goal(&pb);
+	if (goal) {
+		uint32_t now = ATOMIC_LOAD_RELAXED(&a->epoch);
+		n = 0;
+		pthread_mutex_lock(&a->lock);
+		for (struct tiered_region *r = a->regions; r && n < cap; r = r->next) {
+			pthread_mutex_lock(&r->lock);
+			size_t nb = (r->bump + ((size_t)1 << r->block_shift) - 1) >> r->block_shift;
+			for (size_t i = 0; i < nb && n < cap; i++) {
+				struct tiered_block *b = &r->blocks[i];
+				struct policy_block pbk = {b->tier, b->hint, b->used, b->birth};
+				if (policy_demotable(&pbk))
+					c[n++] = (struct cand){r, i, policy_coldness(&pbk, now)};
+			}
+			pthread_mutex_unlock(&r->lock);
+		}
+		pthread_mutex_unlock(&a->lock);
+		qsort(c, n, sizeof *c, cand_cmp);
+		size_t k = 0;
+		uint64_t picked = 0;
+		for (size_t j = 0; j < n && picked < goal; j++) {
+			pthread_mutex_lock(&c[j].r->lock);
+			struct tiered_block *b = &c[j].r->blocks[c[j].i];
+			struct policy_block pbk = {b->tier, b->hint, b->used, b->birth};
+			if (policy_demotable(&pbk)) {
+				b->hint |= BLK_INFLIGHT;
+				picked += b->used;
+				c[k++] = c[j];
+			}
+			pthread_mutex_unlock(&c[j].r->lock);
+		}
+		moved += move_blocks(a, c, k, BLK_CXL);
+	}
+	free(c);
+out:
+	ATOMIC_ADD_RELAXED(&g_passes, 1);
+	pthread_mutex_unlock(&g_pass_lock);
+	t_internal = saved;
+	return moved;
+}
+
+long tierd_pass_all(void)
+{
+	long moved = 0;
+	for (unsigned i = 0; i < TIERED_MAX_ARENAS; i++)
+		if (g_arenas[i].live)
+			moved += tierd_pass(&g_arenas[i]);
+	return moved;
+}
+
+/* tierd_advise -- apply a hint to the blocks of [a, end) in region r; moves happen now */
+int tierd_advise(struct tiered_region *r, uintptr_t a, uintptr_t end, int advice)
+{
+	struct tiered_arena *ar = r->arena;
+	size_t first = block_index(r, a), last = block_index(r, end - 1);
+	size_t cap = last - first + 1, n = 0;
+	int to = -1;
+	int saved = t_internal;
+	t_internal = 1;
+	struct cand *c = malloc(cap * sizeof *c);
+	if (!c) {
+		t_internal = saved;
+		return set_error(-ENOMEM, "tiered_advise: out of memory");
+	}
+	struct policy_budget pb = budget_of(ar);
+	pthread_mutex_lock(&g_pass_lock);
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = first; i <= last; i++) {
+		struct tiered_block *b = &r->blocks[i];
+		switch (advice) {
+		case TIERED_ADV_NORMAL:
+			b->hint &= (uint8_t) ~(BLK_HINT_HOT | BLK_HINT_COLD | BLK_HINT_STREAMING);
+			break;
+		case TIERED_ADV_HOT:
+			b->hint = (uint8_t)((b->hint & ~(BLK_HINT_COLD | BLK_HINT_STREAMING)) | BLK_HINT_HOT);
+			break;
+		case TIERED_ADV_PIN:
+			b->hint |= BLK_HINT_PIN;
+			break;
+		case TIERED_ADV_UNPIN:
+			b->hint &= (uint8_t)~BLK_HINT_PIN;
+			break;
+		case TIERED_ADV_COLD:
+			b->hint = (uint8_t)((b->hint & ~(BLK_HINT_HOT | BLK_HINT_STREAMING)) | BLK_HINT_COLD);
+			break;
+		case TIERED_ADV_STREAMING:
+			b->hint = (uint8_t)((b->hint & ~BLK_HINT_HOT) | BLK_HINT_STREAMING);
+			break;
+		case TIERED_ADV_WILLNEED:
+			break;
+		}
+		if (ar->cxl_node < 0 || (b->hint & BLK_INFLIGHT) || b->used == 0)
+			continue;
+		struct policy_block pbk = {b->tier, b->hint, b->used, b->birth};
+		if (advice == TIERED_ADV_COLD && policy_demotable(&pbk)) {
+			to = BLK_CXL;
+		} else if (advice == TIERED_ADV_HOT || advice == TIERED_ADV_PIN ||
+			   advice == TIERED_ADV_WILLNEED) {
+			if (advice == TIERED_ADV_WILLNEED)
+				pbk.hint |= BLK_HINT_HOT; /* once, without keeping the hint */
+			if (!policy_promotable(&pb, &pbk))
+				continue;
+			pb.dram_used += b->used;
+			to = BLK_DRAM;
+		} else {
+			continue;
+		}
+		b->hint |= BLK_INFLIGHT;
+		c[n++] = (struct cand){r, i, 0};
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (n)
+		(void)move_blocks(ar, c, n, to);
+	pthread_mutex_unlock(&g_pass_lock);
+	free(c);
+	t_internal = saved;
+	return 0;
+}
+
+static void *tierd_main(void *arg)
+{
+	(void)arg;
+	t_internal = 1;
+	pthread_mutex_lock(&g_tierd_lock);
+	for (;;) {
+		int ms = g_conf.policy_interval_ms;
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += ms / 1000;
+		ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		while (!g_tierd_kicked)
+			if (pthread_cond_timedwait(&g_tierd_cv, &g_tierd_lock, &ts) == ETIMEDOUT)
+				break;
+		g_tierd_kicked = false;
+		pthread_mutex_unlock(&g_tierd_lock);
+		tierd_pass_all();
+		pthread_mutex_lock(&g_tierd_lock);
+	}
+	return NULL;
+}
+
+/* tierd_kick -- wake the thread now; called from hooks, so never blocks for long */
+void tierd_kick(void)
+{
+	if (!g_tierd_running)
+		return;
+	if (g_tierd_pid != getpid()) {
+		/* a forked child: restarted by the next runtime entry (tierd_restart_if_forked) */
+		ATOMIC_STORE_RELAXED(&g_tierd_restart, true);
+		return;
+	}
+	if (pthread_mutex_trylock(&g_tierd_lock) != 0)
+		return; /* the thread is awake or being kicked */
+	g_tierd_kicked = true;
+	pthread_cond_signal(&g_tierd_cv);
+	pthread_mutex_unlock(&g_tierd_lock);
+}
+
+/* tierd_start -- start the thread once per process (again in a forked child) */
+int tierd_start(void)
+{
+	pthread_mutex_lock(&g_tierd_lock);
+	if (g_tierd_running && g_tierd_pid == getpid()) {
+		pthread_mutex_unlock(&g_tierd_lock);
+		return 0;
+	}
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&g_tierd_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_t tid;
+	int saved = t_internal;
+	t_internal = 1;
+	int rc = pthread_create(&tid, &at, tierd_main, NULL);
+	t_internal = saved;
+	pthread_attr_destroy(&at);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc == 0) {
+		g_tierd_running = true;
+		g_tierd_pid = getpid();
+		(void)pthread_setname_np(tid, "tiered-policy");
+	}
+	pthread_mutex_unlock(&g_tierd_lock);
+	if (rc != 0)
+		tlog(LOG_WARN, "cannot start the placement thread (%s): demotion only by policy.run",
+		     strerror(rc));
+	return rc ? -rc : 0;
+}
+
+/* fork: no placement pass may be running while the process forks */
+void tierd_prefork(void)
+{
+	pthread_mutex_lock(&g_pass_lock);
+}
+
+void tierd_postfork_parent(void)
+{
+	pthread_mutex_unlock(&g_pass_lock);
+}
+
+/* tierd_forked_child -- the thread did not survive fork; the next runtime entry restarts it */
+void tierd_forked_child(void)
+{
+	pthread_mutex_init(&g_tierd_lock, NULL);
+	pthread_mutex_init(&g_pass_lock, NULL);
+	g_tierd_running = false;
+	g_tierd_kicked = false;
+	ATOMIC_STORE_RELAXED(&g_tierd_restart, true);
+}
+
+/* tierd_restart_if_forked -- called at runtime entry points, never from a hook */
+void tierd_restart_if_forked(void)
+{
+	if (unlikely(ATOMIC_LOAD_RELAXED(&g_tierd_restart))) {
+		ATOMIC_STORE_RELAXED(&g_tierd_restart, false);
+		(void)tierd_start();
+	}
+}
