@@ -149,22 +149,28 @@ static inline bool fast(void)
 
 /* ---- the malloc family ---------------------------------------------------- */
 
-PUBLIC void *malloc(size_t size)
+__attribute__((noinline)) static void *malloc_slow(size_t size)
 {
-	if (fast())
-		return je_malloc(size);
 	void *p = alloc_slow(size, 0, false);
 	if (!p)
 		errno = ENOMEM;
 	return p;
 }
 
-static void free_slow(void *ptr, struct tiered_region *r)
+PUBLIC void *malloc(size_t size)
+{
+	if (fast())
+		return je_malloc(size);
+	return malloc_slow(size);
+}
+
+__attribute__((noinline)) static void free_slow(void *ptr, struct tiered_region *r)
 {
 	if (is_boot(ptr))
 		return;
 	if (r) {
-		if (r->arena == g_default_arena && t_bound)
+		/* a thread that only frees (a consumer) binds too, to get a thread cache */
+		if (r->arena == g_default_arena && !t_internal && (t_bound || preload_start() == 0))
 			je_free(ptr);
 		else
 			dallocx(ptr, r->arena == g_default_arena ? MALLOCX_TCACHE_NONE
