@@ -11,3 +11,15 @@ AM_TESTS_ENVIRONMENT = \
 
 include $(srcdir)/tests/unit/local.mk
 include $(srcdir)/tests/integration/local.mk
+
+# The unit suites under valgrind memcheck, without Check's fork so that the
+# tests run inside valgrind.  check_preload is left out: it runs its cases in
+# other programs under LD_PRELOAD, which valgrind's own preload would replace.
+VALGRIND_SUITES = $(filter-out tests/unit/check_preload,$(unit_suites))
+check-valgrind: $(check_PROGRAMS)
+	@set -e; for t in $(VALGRIND_SUITES); do \
+		echo "== valgrind $$t"; \
+		$(AM_TESTS_ENVIRONMENT) CK_FORK=no $(LIBTOOL) --mode=execute valgrind -q \
+			--error-exitcode=99 --track-origins=yes ./$$t; \
+	done
+.PHONY: check-valgrind
