@@ -16,6 +16,7 @@
  * Nothing is torn down at exit, so allocation keeps working in destructors.
  */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <errno.h>
 #include <jemalloc/jemalloc.h>
 #include <stdlib.h>
@@ -87,6 +88,13 @@ static void resolve_jemalloc(void)
 				"allocations go to jemalloc's default arena, untiered");
 }
 
+/* in a forked child the next malloc takes the slow path once, which restarts
+ * the placement thread if an arena needs it */
+static void preload_forked_child(void)
+{
+	t_bound = 0;
+}
+
 /* preload_start -- 0 when this thread may use the fast path, -1 to use the bootstrap buffer */
 static int preload_start(void)
 {
@@ -98,8 +106,10 @@ static int preload_start(void)
 		if (atomic_compare_exchange_strong(&g_pl_state, &expect, 1)) {
 			t_pl_init = 1;
 			int rc = runtime_init_early();
-			if (rc == 0)
+			if (rc == 0) {
 				resolve_jemalloc();
+				(void)pthread_atfork(NULL, NULL, preload_forked_child);
+			}
 			t_pl_init = 0;
 			st = (rc == 0 && je_malloc && je_free && je_calloc && je_realloc) ? 2 : 3;
 			if (st == 3 && rc < 0)
@@ -113,6 +123,7 @@ static int preload_start(void)
 	}
 	if (st == 3)
 		return 1;
+	tierd_restart_if_forked();
 	if (!t_bound && !t_internal) {
 		unsigned je = arena_je_for_thread(g_default_arena);
 		if (mallctl("thread.arena", NULL, NULL, &je, sizeof je) == 0)

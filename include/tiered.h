@@ -86,7 +86,7 @@ TIERED_EXPORT int tiered_arena_create(tiered_arena_t **arenap, const tiered_attr
  * No thread may use the arena or its memory concurrently or afterwards.
  */
 TIERED_EXPORT int tiered_arena_destroy(tiered_arena_t **arenap);
-/* The arena's index as used in ctl names ("arena.<id>.dram.resident"). */
+/* The arena's index as used in ctl names ("arena.<id>.dram.resident_bytes"). */
 TIERED_EXPORT unsigned tiered_arena_id(const tiered_arena_t *arena);
 
 /* ---- Allocation ---------------------------------------------------------
@@ -115,8 +115,8 @@ enum tiered_advice {
 };
 /*
  * Give a hint for the blocks that overlap [addr, addr + len).  The range must
- * lie in memory from a tiered arena (-EINVAL otherwise).  Hints apply to whole
- * blocks (block_size).
+ * lie in memory from a tiered arena (-EFAULT otherwise; -EINVAL for an empty
+ * range or an unknown advice).  Hints apply to whole blocks (block_size).
  */
 TIERED_EXPORT int tiered_advise(void *addr, size_t len, int advice);
 
@@ -131,8 +131,8 @@ TIERED_EXPORT int tiered_advise(void *addr, size_t len, int advice);
  *   "policy.run"                   (none)                   write: run one placement pass now
  * Fields: resident_bytes, peak_bytes, limit_bytes, allocations, demotions,
  * promotions, demoted_bytes, promoted_bytes (see tiered(7), STATISTICS).
- * Sizes and counters are uint64_t; opt values of type size are size_t, int
- * and node are int, bool is bool, enum and string are const char *.
+ * Sizes and counters are uint64_t; opt values of type size are size_t, int,
+ * percent and node are int, enum and string are const char *.
  */
 TIERED_EXPORT int tiered_ctl(const char *name, void *oldp, size_t *oldlenp, const void *newp,
 			     size_t newlen);

@@ -37,6 +37,14 @@ void block_commit_locked(struct tiered_region *r, uintptr_t addr, size_t len)
 			b->tier = (uint8_t)tier;
 			b->birth = ATOMIC_ADD_RELAXED(&a->epoch, 1);
 			ATOMIC_ADD_RELAXED(&a->allocs[tier], 1);
+			if (tier == BLK_DRAM && a->conf.dram_limit &&
+			    pb.dram_used + bs > a->conf.dram_limit &&
+			    !atomic_exchange(&a->over_budget_warned, true))
+				tlog(LOG_WARN,
+				     "arena %u: DRAM use passes dram_limit (%zu bytes) and %s: keeping new "
+				     "blocks on DRAM over budget",
+				     a->id, a->conf.dram_limit,
+				     a->cxl_node < 0 ? "there is no CXL tier" : "cxl_limit is reached");
 			pb.dram_used += tier == BLK_DRAM ? bs : 0;
 			if (policy_over_high(&pb))
 				ATOMIC_STORE_RELAXED(&a->over_budget, true);

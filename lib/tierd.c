@@ -388,11 +388,19 @@ void tierd_forked_child(void)
 	ATOMIC_STORE_RELAXED(&g_tierd_restart, true);
 }
 
-/* tierd_restart_if_forked -- called at runtime entry points, never from a hook */
+/*
+ * tierd_restart_if_forked -- start the thread in a forked child once an arena
+ * has work for it (a CXL tier and a DRAM budget), so fork-then-exec stays
+ * cheap.  Called at runtime entry points and the preload library's slow path,
+ * never from a hook.
+ */
 void tierd_restart_if_forked(void)
 {
-	if (unlikely(ATOMIC_LOAD_RELAXED(&g_tierd_restart))) {
-		ATOMIC_STORE_RELAXED(&g_tierd_restart, false);
+	if (likely(!ATOMIC_LOAD_RELAXED(&g_tierd_restart)))
+		return;
+	bool needed = false;
+	for (unsigned i = 0; i < TIERED_MAX_ARENAS && !needed; i++)
+		needed = g_arenas[i].live && g_arenas[i].cxl_node >= 0 && g_arenas[i].conf.dram_limit;
+	if (needed && atomic_exchange(&g_tierd_restart, false))
 		(void)tierd_start();
-	}
 }
