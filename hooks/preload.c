@@ -246,8 +246,12 @@ PUBLIC void *realloc(void *ptr, size_t size)
 	if (!ptr)
 		return malloc(size);
 	struct tiered_region *r = region_lookup(ptr);
-	if (likely(r && r->arena == g_default_arena && fast()))
-		return je_realloc(ptr, size);
+	if (likely(r && r->arena == g_default_arena && fast())) {
+		void *p = je_realloc(ptr, size);
+		if (unlikely(!p && size))
+			errno = ENOMEM; /* jemalloc 5.3 leaves errno alone here */
+		return p;
+	}
 	if (is_boot(ptr)) {
 		size_t old = ((struct boot_hdr *)ptr)[-1].size;
 		if (size == 0)
