@@ -59,9 +59,14 @@ static void *hook_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_t a
 	void *p = region_carve(owner(h), new_addr, size, alignment);
 	if (!p)
 		return NULL;
-	commit_range(p, size);
+	/*
+	 * When jemalloc grows it asks for uncommitted memory and commits only the
+	 * part it hands out; honour that, so retained address space is never
+	 * counted as resident.  (The mapping is readable either way.)
+	 */
+	if (*commit)
+		commit_range(p, size);
 	*zero = true; /* never handed out before: fresh anonymous memory */
-	*commit = true;
 	return p;
 }
 

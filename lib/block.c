@@ -26,7 +26,8 @@ void block_commit_locked(struct tiered_region *r, uintptr_t addr, size_t len)
 				.cxl_used = ATOMIC_LOAD_RELAXED(&a->bytes[BLK_CXL]),
 				.cxl_limit = a->conf.cxl_limit,
 				.has_cxl = a->cxl_node >= 0,
-				.high_watermark_pct = a->conf.dram_high_watermark,
+				.block_bytes = a->conf.block_size,
+		.high_watermark_pct = a->conf.dram_high_watermark,
 		.low_watermark_pct = a->conf.dram_low_watermark,
 			};
 			int tier = policy_place_new(&pb, bs);
@@ -46,7 +47,7 @@ void block_commit_locked(struct tiered_region *r, uintptr_t addr, size_t len)
 				     a->id, a->conf.dram_limit,
 				     a->cxl_node < 0 ? "there is no CXL tier" : "cxl_limit is reached");
 			pb.dram_used += tier == BLK_DRAM ? bs : 0;
-			if (policy_over_high(&pb))
+			if (tier == BLK_CXL || policy_over_high(&pb))
 				ATOMIC_STORE_RELAXED(&a->over_budget, true);
 		}
 		b->used += (uint32_t)n;

@@ -38,11 +38,11 @@ TIERED_HIDDEN const struct conf_def g_conf_defs[] = {
 	 "unit of placement and migration; a power of two from 4K to 2M"},
 	{"dram_high_watermark", CONF_PERCENT, "95", 10, 100, NULL, CONF_ARENA | CONF_RUNTIME,
 	 OFF(dram_high_watermark),
-	 "when DRAM use passes this percentage of dram_limit, the placement thread demotes the "
-	 "coldest blocks"},
+	 "when one more block would take DRAM use past this percentage of dram_limit, the "
+	 "placement thread demotes the coldest blocks"},
 	{"dram_low_watermark", CONF_PERCENT, "85", 10, 100, NULL, CONF_ARENA | CONF_RUNTIME,
 	 OFF(dram_low_watermark),
-	 "demotion stops when DRAM use is this percentage of dram_limit (at most "
+	 "demotion stops when DRAM use plus one block is this percentage of dram_limit (at most "
 	 "dram_high_watermark)"},
 	{"narenas", CONF_INT, "0", 0, TIERED_MAX_JE_ARENAS, NULL, 0, OFF(narenas),
 	 "jemalloc arenas behind the default arena; 0 means one per CPU (at most 64)"},

@@ -252,12 +252,13 @@ struct policy_budget {
 	uint64_t dram_used, dram_limit; /* limit 0: none */
 	uint64_t cxl_used, cxl_limit;	/* limit 0: none */
 	bool has_cxl;
+	uint64_t block_bytes;	/* block size: the unit new memory is placed in */
 	int high_watermark_pct; /* demotion starts above this % of dram_limit */
 	int low_watermark_pct;	/* ... and stops at this % */
 };
 /* Tier for a new block of bytes. */
 TIERED_HIDDEN int policy_place_new(const struct policy_budget *b, uint64_t bytes);
-/* Is DRAM use above the high watermark (the placement thread has work)? */
+/* Has DRAM no room for one more block under the high watermark (work for the thread)? */
 TIERED_HIDDEN bool policy_over_high(const struct policy_budget *b);
 /* Bytes to demote now to bring DRAM to its low watermark (0: none). */
 TIERED_HIDDEN uint64_t policy_demote_goal(const struct policy_budget *b);

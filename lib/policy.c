@@ -23,16 +23,22 @@ static uint64_t pct_of(uint64_t v, int pct)
 	return v / 100 * (uint64_t)pct + v % 100 * (uint64_t)pct / 100;
 }
 
-/* policy_over_high -- DRAM use passed the high watermark of a CXL-backed budget */
+/*
+ * policy_over_high -- one more block would take DRAM past the high watermark
+ * of a CXL-backed budget.  Then new blocks would start landing on CXL, while
+ * the oldest ones are the colder: time to demote.
+ */
 bool policy_over_high(const struct policy_budget *b)
 {
-	return b->has_cxl && b->dram_limit && b->dram_used > pct_of(b->dram_limit, b->high_watermark_pct);
+	return b->has_cxl && b->dram_limit &&
+	       b->dram_used + b->block_bytes > pct_of(b->dram_limit, b->high_watermark_pct);
 }
 
 /*
- * policy_demote_goal -- bytes to move off DRAM.  Nothing until use passes the
- * high watermark; then down to the low watermark (hysteresis: a block freed
- * or placed near the line does not start a pass each time).
+ * policy_demote_goal -- bytes to move off DRAM.  Nothing until one more block
+ * would pass the high watermark; then enough that use plus one block is at
+ * the low watermark (hysteresis: a block freed or placed near the line does
+ * not start a pass each time).
  */
 uint64_t policy_demote_goal(const struct policy_budget *b)
 {
@@ -41,9 +47,11 @@ uint64_t policy_demote_goal(const struct policy_budget *b)
 	int lowp = b->low_watermark_pct < b->high_watermark_pct ? b->low_watermark_pct
 								 : b->high_watermark_pct;
 	uint64_t low = pct_of(b->dram_limit, lowp);
-	if (b->dram_used <= low)
+	if (b->dram_used + b->block_bytes <= low)
 		return 0;
-	uint64_t goal = b->dram_used - low;
+	uint64_t goal = b->dram_used + b->block_bytes - low;
+	if (goal > b->dram_used)
+		goal = b->dram_used;
 	if (b->cxl_limit) {
 		uint64_t room = b->cxl_used >= b->cxl_limit ? 0 : b->cxl_limit - b->cxl_used;
 		if (goal > room)

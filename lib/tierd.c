@@ -54,6 +54,7 @@ static struct policy_budget budget_of(struct tiered_arena *a)
 		.cxl_used = ATOMIC_LOAD_RELAXED(&a->bytes[BLK_CXL]),
 		.cxl_limit = a->conf.cxl_limit,
 		.has_cxl = a->cxl_node >= 0,
+		.block_bytes = a->conf.block_size,
 		.high_watermark_pct = a->conf.dram_high_watermark,
 		.low_watermark_pct = a->conf.dram_low_watermark,
 	};

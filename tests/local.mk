@@ -6,7 +6,7 @@ AM_TESTS_ENVIRONMENT = \
 	abs_top_builddir='$(abs_top_builddir)'; export abs_top_builddir; \
 	abs_top_srcdir='$(abs_top_srcdir)'; export abs_top_srcdir; \
 	TIERED_PRELOAD='$(abs_top_builddir)/.libs/libtiered_preload.so'; export TIERED_PRELOAD; \
-	TIERED_SANITIZED='$(TIERED_SANITIZED)'; export TIERED_SANITIZED; \
+	LIBTIERED_SANITIZED='$(LIBTIERED_SANITIZED)'; export LIBTIERED_SANITIZED; \
 	CK_DEFAULT_TIMEOUT=120; export CK_DEFAULT_TIMEOUT;
 
 include $(srcdir)/tests/unit/local.mk
