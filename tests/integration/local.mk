@@ -1,0 +1,30 @@
+# tests/integration/: real programs under libtiered_preload.so, compared with
+# plain runs.  Included from tests/local.mk.  Each script sources common.sh
+# and gets top_builddir, top_srcdir, abs_top_builddir and TIERED_PRELOAD from
+# AM_TESTS_ENVIRONMENT.
+
+integration_tests = \
+	tests/integration/tiered-run.sh \
+	tests/integration/mt-stress.sh \
+	tests/integration/fork-spawn.sh \
+	tests/integration/python-heavy.sh \
+	tests/integration/sqlite.sh \
+	tests/integration/sort.sh
+
+TESTS += $(integration_tests)
+dist_check_SCRIPTS += $(integration_tests)
+EXTRA_DIST += \
+	tests/integration/common.sh \
+	tests/integration/alloc_heavy.py \
+	tests/integration/sqlite-workload.sql \
+	tests/integration/gen-lines.awk
+
+# Plain C programs: the preload library replaces their malloc at run time, so
+# they do not link libtiered.  They find tiered_ctl with dlsym when present.
+check_PROGRAMS += tests/integration/mt_stress tests/integration/fork_spawn
+tests_integration_mt_stress_SOURCES = tests/integration/mt_stress.c
+tests_integration_mt_stress_CFLAGS = $(AM_CFLAGS) -pthread
+tests_integration_mt_stress_LDADD = -ldl
+tests_integration_fork_spawn_SOURCES = tests/integration/fork_spawn.c
+tests_integration_fork_spawn_CFLAGS = $(AM_CFLAGS) -pthread
+tests_integration_fork_spawn_LDADD = -ldl
