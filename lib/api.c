@@ -293,11 +293,18 @@ TIERED_EXPORT int tiered_advise(void *addr, size_t len, int advice)
 	/* check the whole range first: a hint applies to all of it or to nothing */
 	for (uintptr_t p = a; p < end;) {
 		struct tiered_region *r = region_lookup((void *)p);
-		if (!r || p >= r->base + r->bump)
+		uintptr_t carved = 0;
+		if (r) {
+			pthread_mutex_lock(&r->arena->lock);
+			carved = r->base + r->bump;
+			pthread_mutex_unlock(&r->arena->lock);
+		}
+		uintptr_t upto = r && r->base + r->size < end ? r->base + r->size : end;
+		if (!r || upto > carved)
 			return set_error(-EFAULT,
 					 "tiered_advise: [%p, +%zu) is not all tiered memory (%p is not)",
-					 addr, len, (void *)p);
-		p = r->base + r->size;
+					 addr, len, (void *)(r ? carved : p));
+		p = upto;
 	}
 	for (uintptr_t p = a; p < end;) {
 		struct tiered_region *r = region_lookup((void *)p);

@@ -96,16 +96,18 @@ int arena_create(const struct tiered_conf *conf, bool is_default, struct tiered_
 		if (rc < 0)
 			return set_error(rc, "%s", err);
 	}
+	tierd_lock_passes();
 	pthread_mutex_lock(&g_arena_lock);
 	struct tiered_arena *a = NULL;
 	for (unsigned i = is_default ? 0 : 1; i < TIERED_MAX_ARENAS; i++)
-		if (!g_arenas[i].live) {
+		if (!ATOMIC_LOAD_RELAXED(&g_arenas[i].live)) {
 			a = &g_arenas[i];
 			a->id = i;
 			break;
 		}
 	if (!a) {
 		pthread_mutex_unlock(&g_arena_lock);
+		tierd_unlock_passes();
 		return set_error(-ENOSPC, "tiered_arena_create: all %d arena slots are in use",
 				 TIERED_MAX_ARENAS);
 	}
@@ -122,6 +124,7 @@ int arena_create(const struct tiered_conf *conf, bool is_default, struct tiered_
 	a->hooks = hooks_new(a);
 	if (!a->hooks) {
 		pthread_mutex_unlock(&g_arena_lock);
+		tierd_unlock_passes();
 		return set_error(-ENOMEM, "tiered_arena_create: out of memory for hooks");
 	}
 	a->nje = is_default ? (conf->narenas ? (unsigned)conf->narenas : ncpus()) : 1;
@@ -140,16 +143,18 @@ int arena_create(const struct tiered_conf *conf, bool is_default, struct tiered_
 		if (rc != 0) {
 			a->nje = i;
 			pthread_mutex_unlock(&g_arena_lock);
+			tierd_unlock_passes();
 			arena_destroy(a);
 			return set_error(-ENOMEM, "tiered_arena_create: jemalloc arenas.create failed (%s)",
 					 strerror(rc));
 		}
 		a->je_ind[i] = ind;
 	}
-	a->live = true;
+	ATOMIC_STORE_RELAXED(&a->live, true);
 	if (is_default)
 		g_default_arena = a;
 	pthread_mutex_unlock(&g_arena_lock);
+	tierd_unlock_passes();
 	tlog(LOG_DEBUG, "arena %u created: %u jemalloc arena(s), dram_limit %zu, cxl_node %d", a->id,
 	     a->nje, a->conf.dram_limit, a->cxl_node);
 	*out = a;
@@ -160,6 +165,7 @@ int arena_create(const struct tiered_conf *conf, bool is_default, struct tiered_
 int arena_destroy(struct tiered_arena *a)
 {
 	char name[64];
+	tierd_lock_passes();
 	pthread_mutex_lock(&g_arena_lock);
 	for (unsigned i = 0; i < TC_MAX; i++)
 		if (g_tc_owner[i].arena == a->id + 1 && g_tc_owner[i].gen == a->gen) {
@@ -171,7 +177,7 @@ int arena_destroy(struct tiered_arena *a)
 		snprintf(name, sizeof name, "arena.%u.destroy", a->je_ind[i]);
 		(void)mallctl(name, NULL, NULL, NULL, 0);
 	}
-	a->live = false;
+	ATOMIC_STORE_RELAXED(&a->live, false);
 	pthread_mutex_lock(&a->lock);
 	struct tiered_region *r = a->regions;
 	a->regions = NULL;
@@ -187,6 +193,7 @@ int arena_destroy(struct tiered_arena *a)
 	for (int t = 0; t < 3; t++)
 		ATOMIC_STORE_RELAXED(&a->bytes[t], 0);
 	pthread_mutex_unlock(&g_arena_lock);
+	tierd_unlock_passes();
 	return 0;
 }
 

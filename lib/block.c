@@ -22,13 +22,13 @@ void block_commit_locked(struct tiered_region *r, uintptr_t addr, size_t len)
 		if (b->used == 0) {
 			struct policy_budget pb = {
 				.dram_used = ATOMIC_LOAD_RELAXED(&a->bytes[BLK_DRAM]),
-				.dram_limit = a->conf.dram_limit,
+				.dram_limit = CONF_LOAD(a->conf.dram_limit),
 				.cxl_used = ATOMIC_LOAD_RELAXED(&a->bytes[BLK_CXL]),
-				.cxl_limit = a->conf.cxl_limit,
+				.cxl_limit = CONF_LOAD(a->conf.cxl_limit),
 				.has_cxl = a->cxl_node >= 0,
 				.block_bytes = a->conf.block_size,
-		.high_watermark_pct = a->conf.dram_high_watermark,
-		.low_watermark_pct = a->conf.dram_low_watermark,
+		.high_watermark_pct = CONF_LOAD(a->conf.dram_high_watermark),
+		.low_watermark_pct = CONF_LOAD(a->conf.dram_low_watermark),
 			};
 			int tier = policy_place_new(&pb, bs);
 			int prev = b->tier == BLK_FREE ? BLK_DRAM : b->tier;
@@ -38,13 +38,12 @@ void block_commit_locked(struct tiered_region *r, uintptr_t addr, size_t len)
 			b->tier = (uint8_t)tier;
 			b->birth = ATOMIC_ADD_RELAXED(&a->epoch, 1);
 			ATOMIC_ADD_RELAXED(&a->allocs[tier], 1);
-			if (tier == BLK_DRAM && a->conf.dram_limit &&
-			    pb.dram_used + bs > a->conf.dram_limit &&
+			if (tier == BLK_DRAM && pb.dram_limit && pb.dram_used + bs > pb.dram_limit &&
 			    !atomic_exchange(&a->over_budget_warned, true))
 				tlog(LOG_WARN,
 				     "arena %u: DRAM use passes dram_limit (%zu bytes) and %s: keeping new "
 				     "blocks on DRAM over budget",
-				     a->id, a->conf.dram_limit,
+				     a->id, CONF_LOAD(a->conf.dram_limit),
 				     a->cxl_node < 0 ? "there is no CXL tier" : "cxl_limit is reached");
 			pb.dram_used += tier == BLK_DRAM ? bs : 0;
 			if (tier == BLK_CXL || policy_over_high(&pb))

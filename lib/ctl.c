@@ -11,6 +11,8 @@
 
 #include "internal.h"
 
+static pthread_mutex_t g_ctl_lock = PTHREAD_MUTEX_INITIALIZER; /* writers of g_conf */
+
 static int out_value(const char *name, void *oldp, size_t *oldlenp, const void *v, size_t len)
 {
 	if (!oldp) {
@@ -55,15 +57,30 @@ static int ctl_tier_field(const char *name, const char *rest, struct tiered_aren
 	return out_value(name, oldp, oldlenp, &v, sizeof v);
 }
 
-static void apply_runtime_opt(const struct conf_def *d)
+/* store_field -- write one field of c from tmp, atomically for numbers */
+static void store_field(struct tiered_conf *c, const struct tiered_conf *tmp,
+			const struct conf_def *d)
 {
+	char *dst = (char *)c + d->offset;
+	const char *src = (const char *)tmp + d->offset;
+	if (d->type == CONF_SIZE)
+		CONF_STORE(*(size_t *)dst, *(const size_t *)src);
+	else if (d->type == CONF_STRING)
+		memcpy(dst, src, CONF_STRING_MAX); /* stats_file: read only at exit */
+	else
+		CONF_STORE(*(int *)dst, *(const int *)src);
+}
+
+/* apply_runtime_opt -- a runtime-writable key changed: store it where it is read */
+static void apply_runtime_opt(const struct conf_def *d, const struct tiered_conf *tmp)
+{
+	store_field(&g_conf, tmp, d);
 	if (strcmp(d->name, "log_level") == 0)
-		ATOMIC_STORE_RELAXED(&g_log_level, g_conf.log_level);
+		ATOMIC_STORE_RELAXED(&g_log_level, tmp->log_level);
 	struct tiered_arena *a = g_default_arena;
 	if (a && (d->flags & CONF_ARENA)) {
 		/* the default arena follows the process-wide budgets */
-		memcpy((char *)&a->conf + d->offset, (char *)&g_conf + d->offset,
-		       d->type == CONF_SIZE ? sizeof(size_t) : sizeof(int));
+		store_field(&a->conf, tmp, d);
 		ATOMIC_STORE_RELAXED(&a->over_budget, true);
 		tierd_kick();
 	}
@@ -111,7 +128,10 @@ static int ctl_opt(const char *name, const char *key, void *oldp, size_t *oldlen
 			return set_error(-EINVAL, "%s: new value has %zu bytes, expected %zu", name,
 					 newlen, len);
 		char err[512], buf[64];
-		struct tiered_conf tmp = g_conf;
+		struct tiered_conf tmp;
+		pthread_mutex_lock(&g_ctl_lock);
+		tmp = g_conf;
+		pthread_mutex_unlock(&g_ctl_lock);
 		if (d->type == CONF_ENUM || d->type == CONF_STRING) {
 			const char *nv = *(const char *const *)newp;
 			if (!nv)
@@ -129,8 +149,9 @@ static int ctl_opt(const char *name, const char *key, void *oldp, size_t *oldlen
 		}
 		if (rc < 0)
 			return set_error(rc, "%s", err);
-		g_conf = tmp;
-		apply_runtime_opt(d);
+		pthread_mutex_lock(&g_ctl_lock);
+		apply_runtime_opt(d, &tmp);
+		pthread_mutex_unlock(&g_ctl_lock);
 	}
 	return out_value(name, oldp, oldlenp, old, len);
 }

@@ -3,7 +3,8 @@
  * that defines it, so the whole internal surface reads in one place.
  *
  * Lock order (outer first):
- *   jemalloc's own mutexes (held when it calls our extent hooks)
+ *   g_pass_lock (tierd.c: one placement pass, arena create/destroy)
+ *   -> jemalloc's own mutexes (held when it calls our extent hooks)
  *   -> g_arena_lock (arena table, tcache registry)
  *   -> region->lock (one region's bump pointer and block descriptors)
  *   -> stats are atomics, no lock.
@@ -33,6 +34,10 @@
 #define ATOMIC_STORE_RELAXED(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
 #define ATOMIC_LOAD_ACQUIRE(p) atomic_load_explicit((p), memory_order_acquire)
 #define ATOMIC_STORE_RELEASE(p, v) atomic_store_explicit((p), (v), memory_order_release)
+/* Tunables writable at run time (CONF_RUNTIME) are plain fields read and
+ * written with these, one field at a time. */
+#define CONF_LOAD(f) __atomic_load_n(&(f), __ATOMIC_RELAXED)
+#define CONF_STORE(f, v) __atomic_store_n(&(f), (v), __ATOMIC_RELAXED)
 
 #define TIERED_PAGE 4096UL
 #define TIERED_MAX_ARENAS 256	/* tiered arenas, default one included */
@@ -199,7 +204,7 @@ struct tiered_hooks; /* hooks/extent_hooks.c */
 struct tiered_arena {
 	unsigned id;	     /* index in g_arenas */
 	uint32_t gen;	     /* bumps on every create at this index */
-	bool live;
+	_Atomic bool live;   /* set and cleared with the pass lock held */
 	bool is_default;
 	struct tiered_conf conf; /* budgets and policy knobs of this arena */
 	int cxl_node;	     /* resolved: node or -1 */
@@ -274,6 +279,9 @@ TIERED_HIDDEN void tierd_kick(void);	     /* wake it (over budget, new hint) */
 TIERED_HIDDEN int tierd_start(void);	     /* idempotent; restarts after fork */
 TIERED_HIDDEN void tierd_forked_child(void);
 TIERED_HIDDEN void tierd_prefork(void);
+/* Exclude placement passes while an arena is created or destroyed. */
+TIERED_HIDDEN void tierd_lock_passes(void);
+TIERED_HIDDEN void tierd_unlock_passes(void);
 TIERED_HIDDEN void tierd_postfork_parent(void);
 TIERED_HIDDEN void tierd_restart_if_forked(void);
 extern TIERED_HIDDEN _Atomic uint64_t g_passes, g_busy_pages;

@@ -26,8 +26,8 @@ int stats_field(const struct tiered_arena *a, int tier, const char *field, uint6
 	else if (strcmp(field, "peak_bytes") == 0)
 		*out = ATOMIC_LOAD_RELAXED(&m->peak[bt]);
 	else if (strcmp(field, "limit_bytes") == 0)
-		*out = tier == TIERED_TIER_DRAM ? a->conf.dram_limit
-						: (a->cxl_node >= 0 ? a->conf.cxl_limit : 0);
+		*out = tier == TIERED_TIER_DRAM ? CONF_LOAD(m->conf.dram_limit)
+						: (a->cxl_node >= 0 ? CONF_LOAD(m->conf.cxl_limit) : 0);
 	else if (strcmp(field, "allocations") == 0)
 		*out = ATOMIC_LOAD_RELAXED(&m->allocs[bt]);
 	else if (strcmp(field, "demotions") == 0)

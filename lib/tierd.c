@@ -50,13 +50,13 @@ static struct policy_budget budget_of(struct tiered_arena *a)
 {
 	return (struct policy_budget){
 		.dram_used = ATOMIC_LOAD_RELAXED(&a->bytes[BLK_DRAM]),
-		.dram_limit = a->conf.dram_limit,
+		.dram_limit = CONF_LOAD(a->conf.dram_limit),
 		.cxl_used = ATOMIC_LOAD_RELAXED(&a->bytes[BLK_CXL]),
-		.cxl_limit = a->conf.cxl_limit,
+		.cxl_limit = CONF_LOAD(a->conf.cxl_limit),
 		.has_cxl = a->cxl_node >= 0,
 		.block_bytes = a->conf.block_size,
-		.high_watermark_pct = a->conf.dram_high_watermark,
-		.low_watermark_pct = a->conf.dram_low_watermark,
+		.high_watermark_pct = CONF_LOAD(a->conf.dram_high_watermark),
+		.low_watermark_pct = CONF_LOAD(a->conf.dram_low_watermark),
 	};
 }
 
@@ -130,15 +130,24 @@ static size_t count_blocks(struct tiered_arena *a)
 	return n;
 }
 
-/* tierd_pass -- one placement pass over arena a */
-long tierd_pass(struct tiered_arena *a)
+void tierd_lock_passes(void)
 {
-	if (!a->live || a->cxl_node < 0)
+	pthread_mutex_lock(&g_pass_lock);
+}
+
+void tierd_unlock_passes(void)
+{
+	pthread_mutex_unlock(&g_pass_lock);
+}
+
+/* pass_locked -- one placement pass over arena a; g_pass_lock held */
+static long pass_locked(struct tiered_arena *a)
+{
+	if (!ATOMIC_LOAD_RELAXED(&a->live) || a->cxl_node < 0)
 		return 0;
 	int saved = t_internal;
 	t_internal = 1;
 	long moved = 0;
-	pthread_mutex_lock(&g_pass_lock);
 	ATOMIC_STORE_RELAXED(&a->over_budget, false);
 	size_t cap = count_blocks(a);
 	struct cand *c = cap ? malloc(cap * sizeof *c) : NULL;
@@ -204,17 +213,26 @@ long tierd_pass(struct tiered_arena *a)
 	free(c);
 out:
 	ATOMIC_ADD_RELAXED(&g_passes, 1);
-	pthread_mutex_unlock(&g_pass_lock);
 	t_internal = saved;
+	return moved;
+}
+
+long tierd_pass(struct tiered_arena *a)
+{
+	pthread_mutex_lock(&g_pass_lock);
+	long moved = pass_locked(a);
+	pthread_mutex_unlock(&g_pass_lock);
 	return moved;
 }
 
 long tierd_pass_all(void)
 {
 	long moved = 0;
+	pthread_mutex_lock(&g_pass_lock);
 	for (unsigned i = 0; i < TIERED_MAX_ARENAS; i++)
-		if (g_arenas[i].live)
-			moved += tierd_pass(&g_arenas[i]);
+		if (ATOMIC_LOAD_RELAXED(&g_arenas[i].live))
+			moved += pass_locked(&g_arenas[i]);
+	pthread_mutex_unlock(&g_pass_lock);
 	return moved;
 }
 
@@ -293,7 +311,7 @@ static void *tierd_main(void *arg)
 	t_internal = 1;
 	pthread_mutex_lock(&g_tierd_lock);
 	for (;;) {
-		int ms = g_conf.policy_interval_ms;
+		int ms = CONF_LOAD(g_conf.policy_interval_ms);
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts.tv_sec += ms / 1000;
