@@ -55,13 +55,13 @@ static void expect_bad(const char *key, const char *val)
 	before = c;
 	int rc = set(&c, key, val, err, sizeof err);
 	ck_assert_msg(rc == -EINVAL, "conf_set(%s, \"%s\") returned %d, expected -EINVAL", key, val,
-		      rc);
+	              rc);
 	ck_assert_msg(err[0] != 0, "conf_set(%s, \"%s\") failed with an empty message", key, val);
 	ck_assert_str_has(err, key);
 	if (val[0])
 		ck_assert_str_has(err, val);
 	ck_assert_msg(memcmp(&c, &before, sizeof c) == 0,
-		      "conf_set(%s, \"%s\") failed but changed the configuration", key, val);
+	              "conf_set(%s, \"%s\") failed but changed the configuration", key, val);
 }
 
 static const char *expect_bad_msg(const char *key, const char *val, char *err, size_t errlen)
@@ -80,7 +80,7 @@ static size_t size_of(const char *key, const char *val)
 	conf_defaults(&c);
 	int rc = set(&c, key, val, err, sizeof err);
 	ck_assert_msg(rc == 0, "conf_set(%s, \"%s\") returned %d (%s), expected 0", key, val, rc,
-		      err);
+	              err);
 	return *(size_t *)((char *)&c + def(key)->offset);
 }
 
@@ -91,13 +91,14 @@ static int int_of(const char *key, const char *val)
 	conf_defaults(&c);
 	int rc = set(&c, key, val, err, sizeof err);
 	ck_assert_msg(rc == 0, "conf_set(%s, \"%s\") returned %d (%s), expected 0", key, val, rc,
-		      err);
+	              err);
 	return *(int *)((char *)&c + def(key)->offset);
 }
 
 static unsigned long long phys_mem(void)
 {
-	return (unsigned long long)sysconf(_SC_PHYS_PAGES) * (unsigned long long)sysconf(_SC_PAGESIZE);
+	return (unsigned long long)sysconf(_SC_PHYS_PAGES) *
+	       (unsigned long long)sysconf(_SC_PAGESIZE);
 }
 
 /* ---- the table and defaults -------------------------------------------- */
@@ -111,14 +112,15 @@ START_TEST(test_table_sane)
 		ck_assert_msg(d->help && d->help[0], "key %s has no help text", d->name);
 		ck_assert_msg(d->dflt != NULL, "key %s has no default", d->name);
 		ck_assert_msg(d->min <= d->max, "key %s: min %lld > max %lld", d->name, d->min,
-			      d->max);
-		ck_assert_msg(conf_find(d->name, strlen(d->name)) == d, "conf_find(%s) is not entry %zu",
-			      d->name, i);
+		              d->max);
+		ck_assert_msg(conf_find(d->name, strlen(d->name)) == d,
+		              "conf_find(%s) is not entry %zu", d->name, i);
 		if (d->type == CONF_ENUM)
-			ck_assert_msg(d->choices && d->choices[0], "enum %s has no choices", d->name);
+			ck_assert_msg(d->choices && d->choices[0], "enum %s has no choices",
+			              d->name);
 		for (size_t j = 0; j < i; j++)
 			ck_assert_msg(strcmp(d->name, g_conf_defs[j].name) != 0, "key %s twice",
-				      d->name);
+			              d->name);
 	}
 }
 END_TEST
@@ -132,7 +134,7 @@ START_TEST(test_find)
 	ck_assert_msg(conf_find("", 0) == NULL, "the empty key was accepted");
 	/* the length bounds the name: no NUL needed */
 	ck_assert_msg(conf_find("block_size:2M", 10) == def("block_size"),
-		      "conf_find did not honour the length");
+	              "conf_find did not honour the length");
 }
 END_TEST
 
@@ -164,13 +166,13 @@ START_TEST(test_format_roundtrip_defaults)
 	for (size_t i = 0; i < g_conf_ndefs; i++) {
 		const struct conf_def *d = &g_conf_defs[i];
 		conf_format(&c, d, buf, sizeof buf);
-		ck_assert_msg(strcmp(buf, d->dflt) == 0, "%s: default '%s' formats as '%s'", d->name,
-			      d->dflt, buf);
+		ck_assert_msg(strcmp(buf, d->dflt) == 0, "%s: default '%s' formats as '%s'",
+		              d->name, d->dflt, buf);
 		memset(&back, 0, sizeof back);
 		conf_defaults(&back);
 		int rc = conf_set(&back, d, buf, strlen(buf), err, sizeof err);
-		ck_assert_msg(rc == 0, "%s: formatted default '%s' does not parse: %s", d->name, buf,
-			      err);
+		ck_assert_msg(rc == 0, "%s: formatted default '%s' does not parse: %s", d->name,
+		              buf, err);
 	}
 	ck_assert_msg(memcmp(&c, &back, sizeof c) == 0, "formatted defaults do not parse back");
 }
@@ -179,31 +181,41 @@ END_TEST
 /* Non-default values round-trip too, and sizes print with the largest exact suffix. */
 START_TEST(test_format_roundtrip_values)
 {
-	static const struct { const char *key, *in, *out; } v[] = {
-		{"dram_limit", "64M", "64M"},	 {"dram_limit", "1048576", "1M"},
-		{"dram_limit", "1536K", "1536K"}, {"dram_limit", "12345", "12345"},
-		{"dram_limit", "3G", "3G"},	 {"dram_limit", "2T", "2T"},
-		{"cxl_limit", "1024M", "1G"},	 {"block_size", "4K", "4K"},
-		{"block_size", "64KB", "64K"},	 {"cxl_node", "none", "none"},
-		{"cxl_node", "3", "3"},		 {"cxl_node", "auto", "auto"},
-		{"log_level", "debug", "debug"}, {"stats_print", "json", "json"},
-		{"stats_file", "/tmp/x y", "/tmp/x y"}, {"narenas", "7", "7"},
-		{"dram_low_watermark", "10", "10"},
+	static const struct {
+		const char *key, *in, *out;
+	} v[] = {
+	    {"dram_limit", "64M", "64M"},
+	    {"dram_limit", "1048576", "1M"},
+	    {"dram_limit", "1536K", "1536K"},
+	    {"dram_limit", "12345", "12345"},
+	    {"dram_limit", "3G", "3G"},
+	    {"dram_limit", "2T", "2T"},
+	    {"cxl_limit", "1024M", "1G"},
+	    {"block_size", "4K", "4K"},
+	    {"block_size", "64KB", "64K"},
+	    {"cxl_node", "none", "none"},
+	    {"cxl_node", "3", "3"},
+	    {"cxl_node", "auto", "auto"},
+	    {"log_level", "debug", "debug"},
+	    {"stats_print", "json", "json"},
+	    {"stats_file", "/tmp/x y", "/tmp/x y"},
+	    {"narenas", "7", "7"},
+	    {"dram_low_watermark", "10", "10"},
 	};
 	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
 		struct tiered_conf c, back;
 		char buf[300], err[512];
 		conf_defaults(&c);
 		ck_assert_msg(set(&c, v[i].key, v[i].in, err, sizeof err) == 0, "%s:%s refused: %s",
-			      v[i].key, v[i].in, err);
+		              v[i].key, v[i].in, err);
 		conf_format(&c, def(v[i].key), buf, sizeof buf);
 		ck_assert_msg(strcmp(buf, v[i].out) == 0, "%s:%s formats as '%s', expected '%s'",
-			      v[i].key, v[i].in, buf, v[i].out);
+		              v[i].key, v[i].in, buf, v[i].out);
 		conf_defaults(&back);
 		ck_assert_msg(set(&back, v[i].key, buf, err, sizeof err) == 0, "%s:%s refused: %s",
-			      v[i].key, buf, err);
+		              v[i].key, buf, err);
 		ck_assert_msg(memcmp(&c, &back, sizeof c) == 0, "%s: '%s' did not round-trip",
-			      v[i].key, buf);
+		              v[i].key, buf);
 	}
 }
 END_TEST
@@ -212,19 +224,30 @@ END_TEST
 
 START_TEST(test_size_valid)
 {
-	static const struct { const char *s; unsigned long long v; } ok[] = {
-		{"0", 0},	       {"1", 1},	     {"4096", 4096},
-		{"64K", 64ULL << 10},  {"64k", 64ULL << 10}, {"64KB", 64ULL << 10},
-		{"64kb", 64ULL << 10}, {"2M", 2ULL << 20},   {"2m", 2ULL << 20},
-		{"1G", 1ULL << 30},    {"1T", 1ULL << 40},   {"16383T", 16383ULL << 40},
-		{"18446744073709551615", ULLONG_MAX},
+	static const struct {
+		const char *s;
+		unsigned long long v;
+	} ok[] = {
+	    {"0", 0},
+	    {"1", 1},
+	    {"4096", 4096},
+	    {"64K", 64ULL << 10},
+	    {"64k", 64ULL << 10},
+	    {"64KB", 64ULL << 10},
+	    {"64kb", 64ULL << 10},
+	    {"2M", 2ULL << 20},
+	    {"2m", 2ULL << 20},
+	    {"1G", 1ULL << 30},
+	    {"1T", 1ULL << 40},
+	    {"16383T", 16383ULL << 40},
+	    {"18446744073709551615", ULLONG_MAX},
 	};
 	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
 		unsigned long long v = 12345;
 		int rc = conf_parse_size(ok[i].s, strlen(ok[i].s), &v, false);
 		ck_assert_msg(rc == 0, "conf_parse_size(\"%s\") returned %d", ok[i].s, rc);
-		ck_assert_msg(v == ok[i].v, "conf_parse_size(\"%s\") = %llu, expected %llu", ok[i].s, v,
-			      ok[i].v);
+		ck_assert_msg(v == ok[i].v, "conf_parse_size(\"%s\") = %llu, expected %llu",
+		              ok[i].s, v, ok[i].v);
 	}
 	/* the length bounds the text: "2M,log_level" parses as "2M" */
 	unsigned long long v = 0;
@@ -236,8 +259,8 @@ END_TEST
 START_TEST(test_size_malformed)
 {
 	static const char *const bad[] = {
-		"",   "12Q", "K",   "-1",  "1.5G", "+1",   "1 G", " 1",	"1G ", "0x10",
-		"1KK", "1KiB", "1GBB", "G1", "1e6", "%",   "12Q%", "1,5M", "1B",
+	    "",    "12Q",  "K",    "-1", "1.5G", "+1", "1 G",  " 1",   "1G ", "0x10",
+	    "1KK", "1KiB", "1GBB", "G1", "1e6",  "%",  "12Q%", "1,5M", "1B",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		unsigned long long v = 777;
@@ -251,14 +274,15 @@ END_TEST
 START_TEST(test_size_overflow)
 {
 	static const char *const big[] = {
-		"99999999999999999999", "18446744073709551616", "16777216T", "17179869184G",
-		"18014398509481984K",
+	    "99999999999999999999", "18446744073709551616", "16777216T",
+	    "17179869184G",         "18014398509481984K",
 	};
 	for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
 		unsigned long long v = 777;
 		int rc = conf_parse_size(big[i], strlen(big[i]), &v, false);
-		ck_assert_msg(rc == -ERANGE, "conf_parse_size(\"%s\") returned %d (%llu), expected -ERANGE",
-			      big[i], rc, v);
+		ck_assert_msg(rc == -ERANGE,
+		              "conf_parse_size(\"%s\") returned %d (%llu), expected -ERANGE",
+		              big[i], rc, v);
 	}
 }
 END_TEST
@@ -268,8 +292,8 @@ START_TEST(test_size_percent)
 	unsigned long long v = 0, pm = phys_mem();
 	ck_assert_int_eq(conf_parse_size("25%", 3, &v, true), 0);
 	ck_assert_msg(v > 0, "25%% of physical memory is 0");
-	ck_assert_msg(v <= pm / 4 && v + pm / 100 >= pm / 4,
-		      "25%% of %llu bytes parsed as %llu", pm, v);
+	ck_assert_msg(v <= pm / 4 && v + pm / 100 >= pm / 4, "25%% of %llu bytes parsed as %llu",
+	              pm, v);
 	ck_assert_int_eq(conf_parse_size("100%", 4, &v, true), 0);
 	ck_assert_msg(v <= pm && v + pm / 100 >= pm, "100%% of %llu parsed as %llu", pm, v);
 	ck_assert_int_eq(conf_parse_size("0%", 2, &v, true), 0);
@@ -285,7 +309,8 @@ END_TEST
 
 START_TEST(test_set_size_malformed)
 {
-	static const char *const bad[] = {"12Q", "K", "-1", "1.5G", "99999999999999999999", "", "abc"};
+	static const char *const bad[] = {"12Q", "K",  "-1", "1.5G", "99999999999999999999",
+	                                  "",    "abc"};
 	char err[512];
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		expect_bad("dram_limit", bad[i]);
@@ -339,7 +364,7 @@ START_TEST(test_set_percent)
 	unsigned long long pm = phys_mem();
 	size_t v = size_of("dram_limit", "25%");
 	ck_assert_msg(v > 0 && v <= pm / 4 && v + pm / 100 >= pm / 4,
-		      "dram_limit:25%% gave %zu of %llu bytes", v, pm);
+	              "dram_limit:25%% gave %zu of %llu bytes", v, pm);
 	v = size_of("cxl_limit", "50%");
 	ck_assert_msg(v > 0 && v <= pm / 2, "cxl_limit:50%% gave %zu of %llu", v, pm);
 	expect_bad("dram_limit", "101%");
@@ -504,9 +529,10 @@ START_TEST(test_parse_ok)
 	struct tiered_conf c;
 	struct reports r = {0};
 	conf_defaults(&c);
-	int rc = conf_parse_string(&c, "dram_limit:1G,cxl_node:none,log_level:debug,block_size:64K,"
-				       "stats_file:/tmp/a",
-				   collect, &r);
+	int rc = conf_parse_string(&c,
+	                           "dram_limit:1G,cxl_node:none,log_level:debug,block_size:64K,"
+	                           "stats_file:/tmp/a",
+	                           collect, &r);
 	ck_assert_msg(rc == 0, "returned %d: %s", rc, r.all);
 	ck_assert_int_eq(r.n, 0);
 	ck_assert_uint_eq(c.dram_limit, 1u << 30);
@@ -575,10 +601,10 @@ END_TEST
 
 START_TEST(test_parse_empty_value)
 {
-	static const char *const keys[] = {"dram_limit", "cxl_node",  "cxl_limit",
-					   "block_size", "narenas",   "dram_low_watermark",
-					   "dram_high_watermark", "log_level", "stats_print",
-					   "policy_interval_ms"};
+	static const char *const keys[] = {"dram_limit",          "cxl_node",  "cxl_limit",
+	                                   "block_size",          "narenas",   "dram_low_watermark",
+	                                   "dram_high_watermark", "log_level", "stats_print",
+	                                   "policy_interval_ms"};
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
 		struct tiered_conf c, before;
 		struct reports r = {0};
@@ -591,7 +617,7 @@ START_TEST(test_parse_empty_value)
 		ck_assert_msg(r.n == 1, "'%s' gave %d reports", item, r.n);
 		ck_assert_str_has(r.last, keys[i]);
 		ck_assert_msg(memcmp(&c, &before, sizeof c) == 0, "'%s' changed the configuration",
-			      item);
+		              item);
 	}
 }
 END_TEST
@@ -602,9 +628,10 @@ START_TEST(test_parse_reports_all)
 	struct tiered_conf c;
 	struct reports r = {0};
 	conf_defaults(&c);
-	int rc = conf_parse_string(&c, "bogus:1,dram_limit:12Q,log_level:debug,block_size:3M,"
-				       "narenas,cxl_node:x,narenas:4",
-				   collect, &r);
+	int rc = conf_parse_string(&c,
+	                           "bogus:1,dram_limit:12Q,log_level:debug,block_size:3M,"
+	                           "narenas,cxl_node:x,narenas:4",
+	                           collect, &r);
 	ck_assert_int_eq(rc, -EINVAL);
 	ck_assert_msg(r.n == 5, "expected 5 reports, got %d:\n%s", r.n, r.all);
 	ck_assert_str_has(r.all, "bogus");
@@ -664,7 +691,7 @@ START_TEST(test_env_key_overrides_conf)
 		conf_from_env(&c, envs[i], collect, &r);
 		ck_assert_msg(r.n == 0, "unexpected reports: %s", r.all);
 		ck_assert_msg(c.dram_limit == 2u << 30, "order %d: dram_limit %zu, expected 2G", i,
-			      c.dram_limit);
+		              c.dram_limit);
 		ck_assert_int_eq(c.narenas, 2);
 	}
 }
@@ -674,9 +701,14 @@ START_TEST(test_env_keys)
 {
 	struct tiered_conf c;
 	struct reports r = {0};
-	char *env[] = {"TIERED_LOG_LEVEL=debug", "TIERED_CXL_NODE=none", "TIERED_BLOCK_SIZE=64K",
-		       "TIERED_STATS_FILE=/tmp/s", "TIERED_PRELOAD=/x/libtiered_preload.so",
-		       "TIERED=1", "TIERED_=2", NULL};
+	char *env[] = {"TIERED_LOG_LEVEL=debug",
+	               "TIERED_CXL_NODE=none",
+	               "TIERED_BLOCK_SIZE=64K",
+	               "TIERED_STATS_FILE=/tmp/s",
+	               "TIERED_PRELOAD=/x/libtiered_preload.so",
+	               "TIERED=1",
+	               "TIERED_=2",
+	               NULL};
 	conf_defaults(&c);
 	conf_from_env(&c, env, collect, &r);
 	ck_assert_msg(r.n == 0, "unexpected reports: %s", r.all);
@@ -692,7 +724,7 @@ START_TEST(test_env_bad)
 	struct tiered_conf c;
 	struct reports r = {0};
 	char *env[] = {"TIERED_DRAM_LIMIT=12Q", "TIERED_BOGUS=1", "TIERED_CONF=log_level:loud",
-		       "TIERED_NARENAS=3", NULL};
+	               "TIERED_NARENAS=3", NULL};
 	conf_defaults(&c);
 	conf_from_env(&c, env, collect, &r);
 	ck_assert_msg(r.n == 3, "expected 3 reports, got %d:\n%s", r.n, r.all);
@@ -717,7 +749,8 @@ START_TEST(test_env_null)
 	conf_from_env(&c, NULL, collect, &r);
 	conf_from_env(&c, empty, collect, &r);
 	ck_assert_int_eq(r.n, 0);
-	ck_assert_msg(memcmp(&c, &before, sizeof c) == 0, "an empty environment changed the config");
+	ck_assert_msg(memcmp(&c, &before, sizeof c) == 0,
+	              "an empty environment changed the config");
 }
 END_TEST
 
@@ -747,7 +780,7 @@ static void expect_attr_bad(tiered_attr_t *attr, const char *key, const char *va
 {
 	int rc = tiered_attr_set(attr, key, val);
 	ck_assert_msg(rc == -EINVAL, "tiered_attr_set(%s, \"%s\") returned %d, expected -EINVAL",
-		      key, val, rc);
+	              key, val, rc);
 	ck_assert_str_has(tiered_errormsg(), key);
 	if (val[0])
 		ck_assert_str_has(tiered_errormsg(), val);
@@ -781,16 +814,17 @@ END_TEST
 START_TEST(test_attr_set_not_arena_key)
 {
 	static const char *const keys[][2] = {{"log_level", "debug"},
-					      {"narenas", "4"},
-					      {"policy_interval_ms", "10"},
-					      {"stats_print", "json"},
-					      {"stats_file", "/tmp/x"}};
+	                                      {"narenas", "4"},
+	                                      {"policy_interval_ms", "10"},
+	                                      {"stats_print", "json"},
+	                                      {"stats_file", "/tmp/x"}};
 	tiered_attr_t *attr = NULL;
 	ck_assert_int_eq(tiered_attr_create(&attr), 0);
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
 		int rc = tiered_attr_set(attr, keys[i][0], keys[i][1]);
-		ck_assert_msg(rc == -EINVAL, "tiered_attr_set(%s, %s) returned %d, expected -EINVAL",
-			      keys[i][0], keys[i][1], rc);
+		ck_assert_msg(rc == -EINVAL,
+		              "tiered_attr_set(%s, %s) returned %d, expected -EINVAL", keys[i][0],
+		              keys[i][1], rc);
 		ck_assert_str_has(tiered_errormsg(), keys[i][0]);
 		ck_assert_str_has(tiered_errormsg(), "arena");
 	}
@@ -828,7 +862,8 @@ START_TEST(test_attr_typed_bad)
 	ck_assert_str_has(tiered_errormsg(), "cxl");
 	int rc = tiered_attr_set_cxl(attr, 2000, 0);
 	ck_assert_msg(rc == -EINVAL || rc == -ENODEV,
-		      "tiered_attr_set_cxl(node 2000) returned %d, expected -EINVAL or -ENODEV", rc);
+	              "tiered_attr_set_cxl(node 2000) returned %d, expected -EINVAL or -ENODEV",
+	              rc);
 	ck_assert_int_eq(tiered_attr_set_cxl(attr, -1, (size_t)1 << 51), -EINVAL);
 	ck_assert_str_has(tiered_errormsg(), "cxl_limit");
 	tiered_attr_destroy(&attr);

@@ -38,14 +38,25 @@ __attribute__((visibility("default"))) const char *malloc_conf = "retain:false";
 
 /* ---- wrapped hooks ---------------------------------------------------------------- */
 
-enum { H_ALLOC, H_ALLOC_NEW_ADDR, H_DALLOC, H_DESTROY, H_COMMIT, H_DECOMMIT, H_PURGE_LAZY,
-       H_PURGE_FORCED, H_SPLIT, H_MERGE, H_N };
-static const char *const hook_names[H_N] = {"alloc", "alloc(new_addr)", "dalloc", "destroy",
-					    "commit", "decommit", "purge_lazy", "purge_forced",
-					    "split", "merge"};
+enum {
+	H_ALLOC,
+	H_ALLOC_NEW_ADDR,
+	H_DALLOC,
+	H_DESTROY,
+	H_COMMIT,
+	H_DECOMMIT,
+	H_PURGE_LAZY,
+	H_PURGE_FORCED,
+	H_SPLIT,
+	H_MERGE,
+	H_N
+};
+static const char *const hook_names[H_N] = {
+    "alloc",    "alloc(new_addr)", "dalloc",       "destroy", "commit",
+    "decommit", "purge_lazy",      "purge_forced", "split",   "merge"};
 static _Atomic unsigned long g_calls[H_N];
-static extent_hooks_t g_orig;		  /* the library's table, as it was */
-static struct tiered_arena *g_arena;	  /* the wrapped arena */
+static extent_hooks_t g_orig;        /* the library's table, as it was */
+static struct tiered_arena *g_arena; /* the wrapped arena */
 static _Atomic int g_fail_alloc, g_fail_decommit;
 static _Atomic int g_nerr;
 static char g_err[512];
@@ -70,8 +81,8 @@ static void check_range(const char *hook, const void *addr, size_t len)
 		return;
 	}
 	if (r->arena != g_arena)
-		hook_error("%s: %p is in arena %u's region, not arena %u's", hook, addr, r->arena->id,
-			   g_arena->id);
+		hook_error("%s: %p is in arena %u's region, not arena %u's", hook, addr,
+		           r->arena->id, g_arena->id);
 	if (len && (uintptr_t)addr + len > r->base + r->size)
 		hook_error("%s: [%p, +%zu) runs past its region's end", hook, addr, len);
 	if (len && (uintptr_t)addr + len > r->base + r->bump)
@@ -79,7 +90,7 @@ static void check_range(const char *hook, const void *addr, size_t len)
 }
 
 static void *w_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_t alignment, bool *zero,
-		     bool *commit, unsigned ind)
+                     bool *commit, unsigned ind)
 {
 	atomic_fetch_add(&g_calls[new_addr ? H_ALLOC_NEW_ADDR : H_ALLOC], 1);
 	if (atomic_load(&g_fail_alloc))
@@ -102,9 +113,10 @@ static void *w_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_t alig
 	if (*zero) {
 		/* memory claimed zero must read as zero (sample it: first, last, middle pages) */
 		const unsigned char *c = p;
-		for (size_t off = 0; off < size; off += size / 8 > 4096 ? size / 8 : 4096)
+		for (size_t off = 0; off<size; off += size / 8> 4096 ? size / 8 : 4096)
 			if (c[off] != 0) {
-				hook_error("alloc: %p+%zu claimed zero but is 0x%x", p, off, c[off]);
+				hook_error("alloc: %p+%zu claimed zero but is 0x%x", p, off,
+				           c[off]);
 				break;
 			}
 		if (c[size - 1] != 0)
@@ -128,7 +140,7 @@ static void w_destroy(extent_hooks_t *h, void *addr, size_t size, bool committed
 }
 
 static bool w_commit(extent_hooks_t *h, void *addr, size_t size, size_t off, size_t len,
-		     unsigned ind)
+                     unsigned ind)
 {
 	atomic_fetch_add(&g_calls[H_COMMIT], 1);
 	check_range("commit", addr, size);
@@ -138,7 +150,7 @@ static bool w_commit(extent_hooks_t *h, void *addr, size_t size, size_t off, siz
 }
 
 static bool w_decommit(extent_hooks_t *h, void *addr, size_t size, size_t off, size_t len,
-		       unsigned ind)
+                       unsigned ind)
 {
 	atomic_fetch_add(&g_calls[H_DECOMMIT], 1);
 	check_range("decommit", addr, size);
@@ -149,14 +161,14 @@ static bool w_decommit(extent_hooks_t *h, void *addr, size_t size, size_t off, s
 		/* decommitted memory reads as zero (jemalloc relies on it) */
 		const unsigned char *c = (const unsigned char *)addr + off;
 		if (c[0] != 0 || c[len - 1] != 0)
-			hook_error("decommit: [%p, +%zu) does not read as zero afterwards", (void *)c,
-				   len);
+			hook_error("decommit: [%p, +%zu) does not read as zero afterwards",
+			           (void *)c, len);
 	}
 	return failed;
 }
 
 static bool w_purge_lazy(extent_hooks_t *h, void *addr, size_t size, size_t off, size_t len,
-			 unsigned ind)
+                         unsigned ind)
 {
 	atomic_fetch_add(&g_calls[H_PURGE_LAZY], 1);
 	check_range("purge_lazy", addr, size);
@@ -164,7 +176,7 @@ static bool w_purge_lazy(extent_hooks_t *h, void *addr, size_t size, size_t off,
 }
 
 static bool w_purge_forced(extent_hooks_t *h, void *addr, size_t size, size_t off, size_t len,
-			   unsigned ind)
+                           unsigned ind)
 {
 	atomic_fetch_add(&g_calls[H_PURGE_FORCED], 1);
 	check_range("purge_forced", addr, size);
@@ -178,7 +190,7 @@ static bool w_purge_forced(extent_hooks_t *h, void *addr, size_t size, size_t of
 }
 
 static bool w_split(extent_hooks_t *h, void *addr, size_t size, size_t sa, size_t sb,
-		    bool committed, unsigned ind)
+                    bool committed, unsigned ind)
 {
 	atomic_fetch_add(&g_calls[H_SPLIT], 1);
 	check_range("split", addr, size);
@@ -188,7 +200,7 @@ static bool w_split(extent_hooks_t *h, void *addr, size_t size, size_t sa, size_
 }
 
 static bool w_merge(extent_hooks_t *h, void *a, size_t sa, void *b, size_t sb, bool committed,
-		    unsigned ind)
+                    unsigned ind)
 {
 	atomic_fetch_add(&g_calls[H_MERGE], 1);
 	if ((char *)a + sa != (char *)b)
@@ -213,8 +225,8 @@ static tiered_arena_t *wrapped_arena(const tiered_attr_t *attr)
 	g_orig = *t;
 	g_arena = a;
 	ck_assert_msg(g_orig.alloc && g_orig.commit && g_orig.decommit && g_orig.split &&
-			      g_orig.merge && g_orig.destroy,
-		      "a required hook is missing from the table");
+	                  g_orig.merge && g_orig.destroy,
+	              "a required hook is missing from the table");
 	t->alloc = w_alloc;
 	t->dalloc = g_orig.dalloc ? w_dalloc : NULL;
 	t->destroy = w_destroy;
@@ -230,7 +242,7 @@ static tiered_arena_t *wrapped_arena(const tiered_attr_t *attr)
 	unsigned n = 0;
 	ck_assert_int_eq(mallctl("arenas.narenas", &n, &sz, NULL, 0), 0);
 	ck_assert_msg(a->nje == 1 && a->je_ind[0] < n, "arena has %u jemalloc arenas (first %u)",
-		      a->nje, a->je_ind[0]);
+	              a->nje, a->je_ind[0]);
 	return a;
 }
 
@@ -252,7 +264,7 @@ static void print_calls(const char *test)
 static void check_no_hook_errors(void)
 {
 	ck_assert_msg(atomic_load(&g_nerr) == 0, "%d hook contract violations; first: %s",
-		      atomic_load(&g_nerr), g_err);
+	              atomic_load(&g_nerr), g_err);
 }
 
 /* Every region's blocks add up to the arena's per-tier counters. */
@@ -269,12 +281,12 @@ static void check_accounting(struct tiered_arena *a)
 	}
 	pthread_mutex_unlock(&a->lock);
 	ck_assert_msg(sum[BLK_FREE] == 0, "%llu used bytes in FREE blocks",
-		      (unsigned long long)sum[BLK_FREE]);
+	              (unsigned long long)sum[BLK_FREE]);
 	for (int t = BLK_DRAM; t <= BLK_CXL; t++)
 		ck_assert_msg(ATOMIC_LOAD_RELAXED(&a->bytes[t]) == sum[t],
-			      "tier %d: arena counts %llu bytes, its blocks hold %llu", t,
-			      (unsigned long long)ATOMIC_LOAD_RELAXED(&a->bytes[t]),
-			      (unsigned long long)sum[t]);
+		              "tier %d: arena counts %llu bytes, its blocks hold %llu", t,
+		              (unsigned long long)ATOMIC_LOAD_RELAXED(&a->bytes[t]),
+		              (unsigned long long)sum[t]);
 }
 
 static uint64_t resident(const tiered_arena_t *a)
@@ -325,7 +337,7 @@ static void ck_mine(const tiered_arena_t *a, const void *p)
 	int rc = mallctl("arenas.lookup", &ind, &sz, &p, sizeof p);
 	ck_require(rc == 0, "arenas.lookup(%p): %s", p, strerror(rc));
 	ck_require(ind == a->je_ind[0], "%p is in jemalloc arena %u, expected %u", p, ind,
-		   a->je_ind[0]);
+	           a->je_ind[0]);
 }
 
 /* Index of the first non-zero byte of [p, p+n), or -1. */
@@ -345,8 +357,9 @@ START_TEST(test_retain_setting)
 	bool retain = !RETAIN;
 	size_t sz = sizeof retain;
 	ck_assert_int_eq(mallctl("opt.retain", &retain, &sz, NULL, 0), 0);
-	ck_assert_msg(retain == RETAIN, "jemalloc runs with retain:%s, this build expects retain:%s",
-		      retain ? "true" : "false", RETAIN ? "true" : "false");
+	ck_assert_msg(retain == RETAIN,
+	              "jemalloc runs with retain:%s, this build expects retain:%s",
+	              retain ? "true" : "false", RETAIN ? "true" : "false");
 }
 END_TEST
 
@@ -369,7 +382,8 @@ START_TEST(test_many_small)
 	check_accounting(a);
 	for (int i = 0; i < NSMALL; i++) {
 		ck_inside(a, p[i]);
-		ck_require(intact(p[i], sz[i]), "object %d (%p, %zu bytes) corrupted", i, p[i], sz[i]);
+		ck_require(intact(p[i], sz[i]), "object %d (%p, %zu bytes) corrupted", i, p[i],
+		           sz[i]);
 	}
 	/* free every other one, reallocate, free all */
 	for (int i = 0; i < NSMALL; i += 2)
@@ -396,8 +410,8 @@ END_TEST
 
 START_TEST(test_large)
 {
-	static const size_t sizes[] = {5 * MiB, 4 * MiB + 1, 7 * MiB + 4096, 12 * MiB, 33 * MiB,
-				       6 * MiB, 9 * MiB - 1, 17 * MiB};
+	static const size_t sizes[] = {5 * MiB,  4 * MiB + 1, 7 * MiB + 4096, 12 * MiB,
+	                               33 * MiB, 6 * MiB,     9 * MiB - 1,    17 * MiB};
 	enum { N = sizeof sizes / sizeof sizes[0] };
 	void *p[N];
 	tiered_arena_t *a = wrapped_arena(NULL);
@@ -411,8 +425,8 @@ START_TEST(test_large)
 		total += sizes[i];
 	}
 	ck_assert_msg(resident(a) >= r0 + total, "resident %llu -> %llu after %llu bytes",
-		      (unsigned long long)r0, (unsigned long long)resident(a),
-		      (unsigned long long)total);
+	              (unsigned long long)r0, (unsigned long long)resident(a),
+	              (unsigned long long)total);
 	check_accounting(a);
 	for (int i = 0; i < N; i++)
 		ck_assert_msg(intact(p[i], sizes[i]), "large object %d corrupted", i);
@@ -455,8 +469,8 @@ START_TEST(test_realloc_growth)
 		/* the old contents moved along, pattern keyed to the first address */
 		for (size_t i = 0; i < cur; i += 4093)
 			ck_require((unsigned char)q[i] ==
-					   (unsigned char)((uintptr_t)orig ^ (i * 131) ^ (i >> 9)),
-				   "byte %zu lost growing to %zu", i, sz);
+			               (unsigned char)((uintptr_t)orig ^ (i * 131) ^ (i >> 9)),
+			           "byte %zu lost growing to %zu", i, sz);
 		/* extend the pattern to the new size */
 		for (size_t i = cur; i < sz; i++)
 			q[i] = (char)((uintptr_t)orig ^ (i * 131) ^ (i >> 9));
@@ -468,14 +482,15 @@ START_TEST(test_realloc_growth)
 	ck_assert_msg(inplace > 0, "none of %d growths happened in place", steps);
 	if (!RETAIN)
 		ck_assert_msg(calls(H_ALLOC_NEW_ADDR) > 0,
-			      "retain:false in-place growth never asked alloc for new_addr");
+		              "retain:false in-place growth never asked alloc for new_addr");
 	/* shrink back in place */
 	char *q = tiered_realloc(a, p, 5 * MiB);
 	ck_assert_ptr_nonnull(q);
 	ck_mine(a, q);
 	for (size_t i = 0; i < 5 * MiB; i += 4093)
-		ck_require((unsigned char)q[i] == (unsigned char)((uintptr_t)orig ^ (i * 131) ^ (i >> 9)),
-			   "byte %zu lost shrinking", i);
+		ck_require((unsigned char)q[i] ==
+		               (unsigned char)((uintptr_t)orig ^ (i * 131) ^ (i >> 9)),
+		           "byte %zu lost shrinking", i);
 	tiered_free(q);
 	check_no_hook_errors();
 	check_accounting(a);
@@ -497,7 +512,7 @@ START_TEST(test_purge)
 	}
 	uint64_t r1 = resident(a);
 	ck_assert_msg(r1 >= r0 + N * MiB, "resident %llu -> %llu after %d MiB",
-		      (unsigned long long)r0, (unsigned long long)r1, N);
+	              (unsigned long long)r0, (unsigned long long)r1, N);
 	check_accounting(a);
 	for (int i = 0; i < N; i++) {
 		ck_assert_msg(intact(p[i], MiB), "object %d corrupted", i);
@@ -509,9 +524,10 @@ START_TEST(test_purge)
 	uint64_t r2 = resident(a);
 	print_calls("purge");
 	ck_assert_msg(calls(H_DECOMMIT) > 0, "decommit hook never called by freeing and purging");
-	ck_assert_msg(r2 + (N - 8) * MiB <= r1, "resident %llu -> %llu only, after freeing %d MiB "
-						"and purging",
-		      (unsigned long long)r1, (unsigned long long)r2, N);
+	ck_assert_msg(r2 + (N - 8) * MiB <= r1,
+	              "resident %llu -> %llu only, after freeing %d MiB "
+	              "and purging",
+	              (unsigned long long)r1, (unsigned long long)r2, N);
 	check_accounting(a);
 
 	/* the purged space comes back through commit, and reads as zero where promised */
@@ -521,11 +537,12 @@ START_TEST(test_purge)
 		ck_assert_ptr_nonnull(z);
 		ck_mine(a, z);
 		long nz = nonzero(z, MiB);
-		ck_assert_msg(nz < 0, "calloc after purge: byte %ld is 0x%x", nz, z[nz < 0 ? 0 : nz]);
+		ck_assert_msg(nz < 0, "calloc after purge: byte %ld is 0x%x", nz,
+		              z[nz < 0 ? 0 : nz]);
 		p[i] = z;
 	}
 	ck_assert_msg(calls(H_COMMIT) + calls(H_ALLOC) + calls(H_ALLOC_NEW_ADDR) > com0,
-		      "reusing purged memory called neither commit nor alloc");
+	              "reusing purged memory called neither commit nor alloc");
 	if (RETAIN)
 		ck_assert_msg(calls(H_COMMIT) > 0, "decommitted memory reused without commit");
 	ck_assert_msg(resident(a) >= r2 + (N - 8) * MiB, "resident did not grow again on reuse");
@@ -552,8 +569,8 @@ START_TEST(test_calloc_reuse)
 			unsigned char *z = tiered_calloc(a, sizes[i], 1);
 			ck_assert_ptr_nonnull(z);
 			long nz = nonzero(z, sizes[i]);
-			ck_assert_msg(nz < 0, "round %d size %zu: byte %ld is 0x%x", round, sizes[i],
-				      nz, z[nz < 0 ? 0 : nz]);
+			ck_assert_msg(nz < 0, "round %d size %zu: byte %ld is 0x%x", round,
+			              sizes[i], nz, z[nz < 0 ? 0 : nz]);
 			tiered_free(z);
 		}
 	check_no_hook_errors();
@@ -606,8 +623,9 @@ START_TEST(test_decommit_failure)
 	print_calls("decommit_failure");
 	if (g_orig.purge_forced)
 		ck_assert_msg(calls(H_PURGE_FORCED) > 0, "no purge_forced after decommit failed");
-	ck_assert_msg(resident(a) == r1, "resident changed (%llu -> %llu) though nothing decommitted",
-		      (unsigned long long)r1, (unsigned long long)resident(a));
+	ck_assert_msg(resident(a) == r1,
+	              "resident changed (%llu -> %llu) though nothing decommitted",
+	              (unsigned long long)r1, (unsigned long long)resident(a));
 	check_accounting(a);
 	/* the purged memory is reused and is zero where jemalloc believes it is */
 	for (int i = 0; i < N; i++) {
@@ -615,7 +633,7 @@ START_TEST(test_decommit_failure)
 		ck_assert_ptr_nonnull(z);
 		long nz = nonzero(z, MiB);
 		ck_assert_msg(nz < 0, "calloc after purge_forced: byte %ld is 0x%x", nz,
-			      z[nz < 0 ? 0 : nz]);
+		              z[nz < 0 ? 0 : nz]);
 		p[i] = z;
 	}
 	for (int i = 0; i < N; i++)
@@ -661,7 +679,7 @@ static void *hammer(void *arg)
 			tiered_free(keep[k]);
 		}
 		size_t sz = (seed >> 16) % 32 == 0 ? (size_t)((seed >> 4) % 5 + 1) * MiB
-						    : (size_t)(seed >> 12) % 20000 + 1;
+		                                   : (size_t)(seed >> 12) % 20000 + 1;
 		keep[k] = tiered_malloc(a, sz);
 		ksz[k] = sz;
 		if (!keep[k]) {
@@ -723,11 +741,11 @@ static void ck_resident_vs_jemalloc(const tiered_arena_t *a, const char *when)
 	uint64_t used = active + (je_pages(ind, "pdirty") + je_pages(ind, "pmuzzy")) * pg;
 	uint64_t res = resident(a);
 	ck_assert_msg(res >= active, "%s: resident %llu bytes < jemalloc's %llu active bytes", when,
-		      (unsigned long long)res, (unsigned long long)active);
+	              (unsigned long long)res, (unsigned long long)active);
 	ck_assert_msg(res <= used,
-		      "%s: resident %llu bytes > jemalloc's %llu active+dirty+muzzy bytes "
-		      "(retained address space counted as resident)",
-		      when, (unsigned long long)res, (unsigned long long)used);
+	              "%s: resident %llu bytes > jemalloc's %llu active+dirty+muzzy bytes "
+	              "(retained address space counted as resident)",
+	              when, (unsigned long long)res, (unsigned long long)used);
 }
 
 START_TEST(test_resident_is_jemalloc_use)
@@ -776,7 +794,8 @@ START_TEST(test_small_blocks)
 	}
 	check_accounting(a);
 	for (int i = 0; i < 200; i++) {
-		ck_assert_msg(intact(p[i], (size_t)(i % 17) * 9000 + 100), "object %d corrupted", i);
+		ck_assert_msg(intact(p[i], (size_t)(i % 17) * 9000 + 100), "object %d corrupted",
+		              i);
 		tiered_free(p[i]);
 	}
 	purge(a);
@@ -799,7 +818,7 @@ START_TEST(test_destroy)
 	print_calls("destroy");
 	ck_assert_msg(calls(H_DESTROY) > 0, "arena destruction called no destroy hook");
 	ck_assert_msg(region_lookup(p) == NULL && region_lookup(q) == NULL,
-		      "regions still mapped after destroy");
+	              "regions still mapped after destroy");
 	check_no_hook_errors();
 }
 END_TEST

@@ -11,29 +11,29 @@
 
 /* A budget with watermarks high% (demotion starts above) and low% (it stops at). */
 static struct policy_budget budget_hl(uint64_t dram_used, uint64_t dram_limit, uint64_t cxl_used,
-				      uint64_t cxl_limit, bool has_cxl, int high, int low)
+                                      uint64_t cxl_limit, bool has_cxl, int high, int low)
 {
 	struct policy_budget b = {.dram_used = dram_used,
-				  .dram_limit = dram_limit,
-				  .cxl_used = cxl_used,
-				  .cxl_limit = cxl_limit,
-				  .has_cxl = has_cxl,
-				  .high_watermark_pct = high,
-				  .low_watermark_pct = low};
+	                          .dram_limit = dram_limit,
+	                          .cxl_used = cxl_used,
+	                          .cxl_limit = cxl_limit,
+	                          .has_cxl = has_cxl,
+	                          .high_watermark_pct = high,
+	                          .low_watermark_pct = low};
 	return b;
 }
 
 /* The same with demotion starting as soon as DRAM passes its limit (high 100%). */
 static struct policy_budget budget(uint64_t dram_used, uint64_t dram_limit, uint64_t cxl_used,
-				   uint64_t cxl_limit, bool has_cxl, int low)
+                                   uint64_t cxl_limit, bool has_cxl, int low)
 {
 	return budget_hl(dram_used, dram_limit, cxl_used, cxl_limit, has_cxl, 100, low);
 }
 
 static struct policy_block blk(int tier, unsigned hint, uint32_t used, uint32_t birth)
 {
-	struct policy_block k = {.tier = (uint8_t)tier, .hint = (uint8_t)hint, .used = used,
-				 .birth = birth};
+	struct policy_block k = {
+	    .tier = (uint8_t)tier, .hint = (uint8_t)hint, .used = used, .birth = birth};
 	return k;
 }
 
@@ -42,11 +42,11 @@ static const char *tier_name(int t)
 	return t == BLK_DRAM ? "DRAM" : t == BLK_CXL ? "CXL" : t == BLK_FREE ? "FREE" : "?";
 }
 
-#define ck_assert_tier(got, want)                                                            \
-	do {                                                                                 \
-		int _g = (got), _w = (want);                                                 \
-		ck_assert_msg(_g == _w, "%s: placed on %s, expected %s", #got, tier_name(_g), \
-			      tier_name(_w));                                                \
+#define ck_assert_tier(got, want)                                                                  \
+	do {                                                                                       \
+		int _g = (got), _w = (want);                                                       \
+		ck_assert_msg(_g == _w, "%s: placed on %s, expected %s", #got, tier_name(_g),      \
+		              tier_name(_w));                                                      \
 	} while (0)
 
 /* ---- policy_place_new ----------------------------------------------------- */
@@ -140,7 +140,7 @@ START_TEST(test_goal_none)
 	ck_assert_msg(policy_demote_goal(&b) == 0, "no CXL tier yet a demotion goal");
 	b = budget(8 * MiB, 8 * MiB, 0, 0, true, 90);
 	ck_assert_msg(policy_demote_goal(&b) == 0, "DRAM exactly at its limit: goal %llu",
-		      (unsigned long long)policy_demote_goal(&b));
+	              (unsigned long long)policy_demote_goal(&b));
 	b.dram_used = 0;
 	ck_assert_uint_eq(policy_demote_goal(&b), 0);
 	b.dram_used = 7 * MiB; /* between watermark and limit: nothing to do */
@@ -179,8 +179,15 @@ END_TEST
 /* The watermarks are floor(limit * pct / 100), exactly, for odd and huge limits. */
 START_TEST(test_goal_watermark_exact)
 {
-	static const uint64_t limits[] = {1, 99, 100, 101, 1000003, 8 * MiB + 37, 1ULL << 50,
-					  (1ULL << 50) + 99, 0xFFFFFFFFFFFULL};
+	static const uint64_t limits[] = {1,
+	                                  99,
+	                                  100,
+	                                  101,
+	                                  1000003,
+	                                  8 * MiB + 37,
+	                                  1ULL << 50,
+	                                  (1ULL << 50) + 99,
+	                                  0xFFFFFFFFFFFULL};
 	static const int pcts[] = {10, 33, 50, 85, 90, 95, 99, 100};
 	for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++)
 		for (size_t j = 0; j < sizeof pcts / sizeof pcts[0]; j++) {
@@ -190,26 +197,71 @@ START_TEST(test_goal_watermark_exact)
 			/* exactly on the high line: nothing; one byte over: down to low */
 			struct policy_budget b = budget_hl(high, lim, 0, 0, true, pct, 10);
 			ck_assert_msg(policy_demote_goal(&b) == 0 || high <= low,
-				      "limit %llu high %d%%: at the line, goal %llu",
-				      (unsigned long long)lim, pct,
-				      (unsigned long long)policy_demote_goal(&b));
-			ck_assert_msg(!policy_over_high(&b), "limit %llu high %d%%: at the line is over",
-				      (unsigned long long)lim, pct);
+			              "limit %llu high %d%%: at the line, goal %llu",
+			              (unsigned long long)lim, pct,
+			              (unsigned long long)policy_demote_goal(&b));
+			ck_assert_msg(!policy_over_high(&b),
+			              "limit %llu high %d%%: at the line is over",
+			              (unsigned long long)lim, pct);
 			b.dram_used = high + 1;
-			ck_assert_msg(policy_over_high(&b), "limit %llu high %d%%: past the line not over",
-				      (unsigned long long)lim, pct);
+			ck_assert_msg(policy_over_high(&b),
+			              "limit %llu high %d%%: past the line not over",
+			              (unsigned long long)lim, pct);
 			uint64_t g = policy_demote_goal(&b);
-			ck_assert_msg(g == high + 1 - low, "limit %llu high %d%%: goal %llu, expected %llu",
-				      (unsigned long long)lim, pct, (unsigned long long)g,
-				      (unsigned long long)(high + 1 - low));
+			ck_assert_msg(g == high + 1 - low,
+			              "limit %llu high %d%%: goal %llu, expected %llu",
+			              (unsigned long long)lim, pct, (unsigned long long)g,
+			              (unsigned long long)(high + 1 - low));
 			/* low watermark alone */
 			b = budget(lim + 1, lim, 0, 0, true, pct);
 			g = policy_demote_goal(&b);
 			ck_assert_msg(g == lim + 1 - pct_exact(lim, pct),
-				      "limit %llu low %d%%: goal %llu, expected %llu",
-				      (unsigned long long)lim, pct, (unsigned long long)g,
-				      (unsigned long long)(lim + 1 - pct_exact(lim, pct)));
+			              "limit %llu low %d%%: goal %llu, expected %llu",
+			              (unsigned long long)lim, pct, (unsigned long long)g,
+			              (unsigned long long)(lim + 1 - pct_exact(lim, pct)));
 		}
+}
+END_TEST
+
+/* With a block size: demotion starts when one more block would pass the high watermark. */
+static struct policy_budget budget_blk(uint64_t used, uint64_t limit, uint64_t block, int high,
+                                       int low)
+{
+	struct policy_budget b = budget_hl(used, limit, 0, 0, true, high, low);
+	b.block_bytes = block;
+	return b;
+}
+
+START_TEST(test_over_high_block)
+{
+	/* 100 MiB, 2 MiB blocks, high 95%: over once used + 2 MiB > 95 MiB */
+	struct policy_budget b = budget_blk(93 * MiB, 100 * MiB, 2 * MiB, 95, 85);
+	ck_assert_msg(!policy_over_high(&b), "93 MiB + one block = 95 MiB counts as over");
+	ck_assert_uint_eq(policy_demote_goal(&b), 0);
+	b.dram_used = 93 * MiB + 1;
+	ck_assert_msg(policy_over_high(&b), "93 MiB + 1 + one block is not over");
+	/* down until use plus one block is at the low watermark (85 MiB) */
+	ck_assert_uint_eq(policy_demote_goal(&b), 10 * MiB + 1);
+	b.has_cxl = false;
+	ck_assert_msg(!policy_over_high(&b), "over without a CXL tier");
+	ck_assert_uint_eq(policy_demote_goal(&b), 0);
+}
+END_TEST
+
+/* The goal never exceeds what DRAM holds. */
+START_TEST(test_goal_capped_by_use)
+{
+	/* a budget of one block: anything on DRAM is over, and the goal is all of it */
+	struct policy_budget b = budget_blk(100 * 1024, 2 * MiB, 2 * MiB, 95, 10);
+	ck_assert_msg(policy_over_high(&b), "a one-block budget with 100 KiB used is not over");
+	ck_assert_uint_eq(policy_demote_goal(&b), 100 * 1024);
+	b.dram_used = 0;
+	ck_assert_uint_eq(policy_demote_goal(&b), 0);
+	/* 4 MiB budget, 2 MiB blocks: one block's worth on DRAM already needs room */
+	b = budget_blk(2 * MiB + 4096, 4 * MiB, 2 * MiB, 95, 85);
+	ck_assert_msg(policy_over_high(&b), "2 MiB + 4 KiB of 4 MiB with 2 MiB blocks not over");
+	uint64_t low = pct_exact(4 * MiB, 85);
+	ck_assert_uint_eq(policy_demote_goal(&b), 2 * MiB + 4096 + 2 * MiB - low);
 }
 END_TEST
 
@@ -255,19 +307,19 @@ START_TEST(test_demotable_never)
 {
 	static const unsigned never[] = {BLK_HINT_PIN, BLK_HINT_HOT, BLK_INFLIGHT};
 	static const unsigned extra[] = {0, BLK_HINT_COLD, BLK_HINT_STREAMING,
-					 BLK_HINT_COLD | BLK_HINT_STREAMING};
+	                                 BLK_HINT_COLD | BLK_HINT_STREAMING};
 	for (size_t i = 0; i < 3; i++)
 		for (size_t j = 0; j < 4; j++) {
 			struct policy_block k = blk(BLK_DRAM, never[i] | extra[j], 2 * MiB, 0);
 			ck_assert_msg(!policy_demotable(&k), "hint 0x%x is demotable",
-				      never[i] | extra[j]);
+			              never[i] | extra[j]);
 		}
 	/* every combination of hints containing one of them */
 	for (unsigned h = 0; h < 256; h++) {
 		struct policy_block k = blk(BLK_DRAM, h, 4096, 0);
 		bool want = !(h & (BLK_HINT_PIN | BLK_HINT_HOT | BLK_INFLIGHT));
 		ck_assert_msg(policy_demotable(&k) == want, "hint 0x%x: demotable %d, expected %d",
-			      h, policy_demotable(&k), want);
+		              h, policy_demotable(&k), want);
 	}
 }
 END_TEST
@@ -278,10 +330,10 @@ START_TEST(test_coldness_age)
 {
 	struct policy_block old = blk(BLK_DRAM, 0, 4096, 10), young = blk(BLK_DRAM, 0, 4096, 20);
 	ck_assert_msg(policy_coldness(&old, 30) > policy_coldness(&young, 30),
-		      "an older block is not colder");
+	              "an older block is not colder");
 	struct policy_block now = blk(BLK_DRAM, 0, 4096, 30);
 	ck_assert_msg(policy_coldness(&now, 30) < policy_coldness(&young, 30),
-		      "a block born now is not the warmest");
+	              "a block born now is not the warmest");
 	ck_assert_uint_eq(policy_coldness(&now, 30), 0);
 	/* equal blocks compare equal */
 	struct policy_block twin = old;
@@ -295,9 +347,10 @@ START_TEST(test_coldness_wrap)
 	struct policy_block before_wrap = blk(BLK_DRAM, 0, 4096, 0xFFFFFFF0u);
 	struct policy_block after_wrap = blk(BLK_DRAM, 0, 4096, 3);
 	uint64_t a = policy_coldness(&before_wrap, 5), b = policy_coldness(&after_wrap, 5);
-	ck_assert_msg(a > b, "wrapped epoch: block born before the wrap (%llu) is not colder than "
-			     "one born after (%llu)",
-		      (unsigned long long)a, (unsigned long long)b);
+	ck_assert_msg(a > b,
+	              "wrapped epoch: block born before the wrap (%llu) is not colder than "
+	              "one born after (%llu)",
+	              (unsigned long long)a, (unsigned long long)b);
 	ck_assert_uint_eq(a, 21);
 	ck_assert_uint_eq(b, 2);
 	/* the largest age */
@@ -318,9 +371,9 @@ START_TEST(test_coldness_hint_rank)
 	uint64_t c = policy_coldness(&cold_new, now), s = policy_coldness(&stream_new, now);
 	uint64_t so = policy_coldness(&stream_old, now), p = policy_coldness(&plain_oldest, now);
 	ck_assert_msg(c > so, "COLD (new) %llu <= STREAMING (oldest) %llu", (unsigned long long)c,
-		      (unsigned long long)so);
+	              (unsigned long long)so);
 	ck_assert_msg(s > p, "STREAMING (new) %llu <= plain (oldest) %llu", (unsigned long long)s,
-		      (unsigned long long)p);
+	              (unsigned long long)p);
 	ck_assert_msg(so > s, "among STREAMING blocks the older is not colder");
 	ck_assert_msg(policy_coldness(&both, now) >= c, "COLD|STREAMING ranks below COLD");
 	/* other hint bits do not change the rank */
@@ -409,6 +462,8 @@ static Suite *policy_suite(void)
 	tcase_add_test(t, test_goal_watermark);
 	tcase_add_test(t, test_goal_watermark_exact);
 	tcase_add_test(t, test_goal_cxl_room);
+	tcase_add_test(t, test_over_high_block);
+	tcase_add_test(t, test_goal_capped_by_use);
 	suite_add_tcase(s, t);
 
 	t = tcase_create("demotable");

@@ -5,7 +5,8 @@
  * Links nothing of libtiered.  Each test starts tests/unit/preload_child with
  * LD_PRELOAD=$TIERED_PRELOAD (set by the test environment; the suite is
  * skipped with status 77 when it is missing) and checks its exit status and
- * what it wrote on stderr.
+ * what it wrote on stderr.  Sanitized builds (LIBTIERED_SANITIZED=yes) skip
+ * it too: the sanitizer runtime must be loaded first and replaces malloc.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -82,7 +83,7 @@ static void expect_clean(const char *cse, const char *const *env)
 	static struct run r;
 	run_child(cse, true, env, &r);
 	ck_assert_msg(r.status == 0, "preload_child %s: status %d, stderr:\n%s", cse, r.status,
-		      r.err);
+	              r.err);
 	ck_assert_msg(r.err[0] == 0, "preload_child %s printed on stderr:\n%s", cse, r.err);
 }
 
@@ -90,15 +91,47 @@ START_TEST(test_detects_missing_preload)
 {
 	/* the child's own check that it runs under the library can fail */
 	static struct run r;
-	run_child("family", false, NULL, &r);
+	run_child("malloc", false, NULL, &r);
 	ck_assert_msg(r.status == 1, "without LD_PRELOAD the child exited %d", r.status);
 	ck_assert_str_has(r.err, "not found");
 }
 END_TEST
 
-START_TEST(test_family)
+START_TEST(test_malloc)
 {
-	expect_clean("family", NULL);
+	expect_clean("malloc", NULL);
+}
+END_TEST
+
+START_TEST(test_calloc)
+{
+	expect_clean("calloc", NULL);
+}
+END_TEST
+
+START_TEST(test_realloc)
+{
+	expect_clean("realloc", NULL);
+}
+END_TEST
+
+START_TEST(test_reallocarray)
+{
+	expect_clean("reallocarray", NULL);
+}
+END_TEST
+
+/* posix_memalign, aligned_alloc, memalign, valloc, pvalloc */
+START_TEST(test_aligned)
+{
+	expect_clean("aligned", NULL);
+}
+END_TEST
+
+/* libc's own allocations (strdup, getline) go through the library too */
+START_TEST(test_libc_users)
+{
+	expect_clean("libc", NULL);
 }
 END_TEST
 
@@ -130,8 +163,9 @@ END_TEST
 START_TEST(test_good_conf_silent)
 {
 	static const char *const env[] = {"TIERED_CONF=dram_limit:64M,cxl_node:none,log_level:warn",
-					  "TIERED_BLOCK_SIZE=64K", NULL};
-	expect_clean("family", env);
+	                                  "TIERED_BLOCK_SIZE=64K", NULL};
+	expect_clean("malloc", env);
+	expect_clean("aligned", env);
 }
 END_TEST
 
@@ -143,7 +177,7 @@ static void expect_one_warning(const char *setting, const char *k, const char *v
 	run_child("quiet", true, env, &r);
 	ck_assert_msg(r.status == 0, "%s: status %d, stderr:\n%s", setting, r.status, r.err);
 	ck_assert_msg(r.lines == 1, "%s: %d lines on stderr, expected 1:\n%s", setting, r.lines,
-		      r.err);
+	              r.err);
 	ck_assert_str_has(r.err, k);
 	ck_assert_str_has(r.err, v);
 }
@@ -168,7 +202,7 @@ START_TEST(test_bad_conf_still_tiered)
 {
 	static struct run r;
 	static const char *const env[] = {"TIERED_CONF=dram_limit:12Q,block_size:3M", NULL};
-	run_child("family", true, env, &r);
+	run_child("malloc", true, env, &r);
 	ck_assert_msg(r.status == 0, "status %d, stderr:\n%s", r.status, r.err);
 	ck_assert_msg(r.lines == 2, "%d lines on stderr, expected 2:\n%s", r.lines, r.err);
 	ck_assert_str_has(r.err, "block_size");
@@ -181,11 +215,49 @@ START_TEST(test_missing_node)
 {
 	static struct run r;
 	static const char *const env[] = {"TIERED_CXL_NODE=1000", NULL};
-	run_child("family", true, env, &r);
+	run_child("malloc", true, env, &r);
 	ck_assert_msg(r.status == 0, "status %d, stderr:\n%s", r.status, r.err);
 	ck_assert_msg(r.lines == 1, "%d lines on stderr, expected 1:\n%s", r.lines, r.err);
 	ck_assert_str_has(r.err, "cxl_node");
 	ck_assert_str_has(r.err, "1000");
+}
+END_TEST
+
+/* stats_print:json with stats_file: one JSON object in the file at exit, nothing on stderr. */
+START_TEST(test_stats_at_exit_json)
+{
+	static struct run r;
+	char path[] = "/tmp/check_preload_stats.XXXXXX", conf[128];
+	int fd = mkstemp(path);
+	ck_assert_msg(fd >= 0, "mkstemp: %s", strerror(errno));
+	close(fd);
+	snprintf(conf, sizeof conf, "TIERED_CONF=stats_print:json,stats_file:%s", path);
+	const char *env[] = {conf, NULL};
+	run_child("quiet", true, env, &r);
+	static char buf[1 << 16];
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	unlink(path);
+	ck_assert_msg(r.status == 0, "status %d, stderr:\n%s", r.status, r.err);
+	ck_assert_msg(r.err[0] == 0, "stderr not empty:\n%s", r.err);
+	ck_assert_msg(json_one_object(buf), "stats_file is not one JSON object:\n%s", buf);
+	ck_assert_str_has(buf, "\"resident_bytes\":");
+}
+END_TEST
+
+/* stats_print:text without a file: the statistics go to stderr at exit. */
+START_TEST(test_stats_at_exit_text)
+{
+	static struct run r;
+	static const char *const env[] = {"TIERED_STATS_PRINT=text", NULL};
+	run_child("quiet", true, env, &r);
+	ck_assert_msg(r.status == 0, "status %d, stderr:\n%s", r.status, r.err);
+	ck_assert_str_has(r.err, "libtiered");
+	ck_assert_str_has(r.err, "dram");
+	ck_assert_msg(r.lines > 2, "only %d lines of statistics:\n%s", r.lines, r.err);
 }
 END_TEST
 
@@ -195,7 +267,12 @@ static Suite *preload_suite(void)
 	TCase *t = tcase_create("malloc_family");
 	tcase_set_timeout(t, 120);
 	tcase_add_test(t, test_detects_missing_preload);
-	tcase_add_test(t, test_family);
+	tcase_add_test(t, test_malloc);
+	tcase_add_test(t, test_calloc);
+	tcase_add_test(t, test_realloc);
+	tcase_add_test(t, test_reallocarray);
+	tcase_add_test(t, test_aligned);
+	tcase_add_test(t, test_libc_users);
 	tcase_add_test(t, test_malloc_zero);
 	tcase_add_test(t, test_stats_grow);
 	tcase_add_test(t, test_threads);
@@ -208,6 +285,8 @@ static Suite *preload_suite(void)
 	tcase_add_test(t, test_bad_key_var);
 	tcase_add_test(t, test_bad_conf_still_tiered);
 	tcase_add_test(t, test_missing_node);
+	tcase_add_test(t, test_stats_at_exit_json);
+	tcase_add_test(t, test_stats_at_exit_text);
 	suite_add_tcase(s, t);
 	return s;
 }
@@ -246,6 +325,13 @@ int main(void)
 	g_preload = getenv("TIERED_PRELOAD");
 	if (!g_preload || !g_preload[0]) {
 		fprintf(stderr, "SKIP: TIERED_PRELOAD is not set (run through make check)\n");
+		return 77;
+	}
+	const char *san = getenv("LIBTIERED_SANITIZED");
+	if (san && strcmp(san, "yes") == 0) {
+		/* the sanitizer runtime must come first and replaces malloc itself */
+		fprintf(stderr, "SKIP: sanitized build: a sanitized libtiered_preload.so cannot "
+		                "replace malloc in an uninstrumented program\n");
 		return 77;
 	}
 	if (access(g_preload, R_OK) != 0) {

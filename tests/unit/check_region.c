@@ -66,7 +66,7 @@ static struct tiered_region *region_of(struct tiered_arena *a, const void *p)
 	ck_assert_msg(r != NULL, "region_lookup(%p) is NULL for carved memory", p);
 	ck_assert_msg(r->arena == a, "region of %p belongs to another arena", p);
 	ck_assert_msg((uintptr_t)p >= r->base && (uintptr_t)p < r->base + r->size,
-		      "%p outside its region [%#lx, +%zu)", p, (unsigned long)r->base, r->size);
+	              "%p outside its region [%#lx, +%zu)", p, (unsigned long)r->base, r->size);
 	return r;
 }
 
@@ -79,11 +79,11 @@ static void check_accounting(struct tiered_arena *a)
 		for (size_t i = 0; i < r->nblocks; i++) {
 			struct tiered_block *b = &r->blocks[i];
 			ck_assert_msg(b->used <= ((size_t)1 << r->block_shift),
-				      "block %zu used %u > block size", i, b->used);
+			              "block %zu used %u > block size", i, b->used);
 			if (b->used) {
 				ck_assert_msg(b->tier == BLK_DRAM || b->tier == BLK_CXL,
-					      "block %zu has %u used bytes on tier %u", i, b->used,
-					      b->tier);
+				              "block %zu has %u used bytes on tier %u", i, b->used,
+				              b->tier);
 				sum[b->tier] += b->used;
 			}
 		}
@@ -91,10 +91,10 @@ static void check_accounting(struct tiered_arena *a)
 	}
 	for (int t = BLK_DRAM; t <= BLK_CXL; t++) {
 		uint64_t have = ATOMIC_LOAD_RELAXED(&a->bytes[t]);
-		ck_assert_msg(have == sum[t], "tier %d: arena counts %llu bytes, blocks hold %llu", t,
-			      (unsigned long long)have, (unsigned long long)sum[t]);
+		ck_assert_msg(have == sum[t], "tier %d: arena counts %llu bytes, blocks hold %llu",
+		              t, (unsigned long long)have, (unsigned long long)sum[t]);
 		ck_assert_msg(ATOMIC_LOAD_RELAXED(&a->peak[t]) >= have, "tier %d: peak below bytes",
-			      t);
+		              t);
 	}
 }
 
@@ -131,8 +131,8 @@ START_TEST(test_carve_alignment)
 		ck_assert_msg(p != NULL, "region_carve(%zu, align %zu) failed", sz, al);
 		ck_assert_msg(((uintptr_t)p & (al - 1)) == 0, "align %zu: got %p", al, (void *)p);
 		struct tiered_region *r = region_of(a, p);
-		ck_assert_msg((uintptr_t)p + sz <= r->base + r->size, "align %zu: carve past the region",
-			      al);
+		ck_assert_msg((uintptr_t)p + sz <= r->base + r->size,
+		              "align %zu: carve past the region", al);
 		ck_assert_msg(r->base + r->bump >= (uintptr_t)p + sz, "bump not past the carve");
 		ck_assert_msg(region_lookup(p + sz - 1) == r, "last byte in another region");
 		/* the memory is usable */
@@ -144,8 +144,8 @@ START_TEST(test_carve_alignment)
 	for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) {
 		void *p = region_carve(a, NULL, 100, small[i]);
 		ck_assert_msg(p != NULL, "align %zu failed", small[i]);
-		ck_assert_msg(((uintptr_t)p & (TIERED_PAGE - 1)) == 0, "align %zu: %p not page aligned",
-			      small[i], p);
+		ck_assert_msg(((uintptr_t)p & (TIERED_PAGE - 1)) == 0,
+		              "align %zu: %p not page aligned", small[i], p);
 	}
 	free_arena(a);
 }
@@ -159,7 +159,8 @@ START_TEST(test_carve_bad)
 	ck_assert_msg(region_carve(a, NULL, 4096, 4096 + 1) == NULL, "alignment 4097 carved");
 	ck_assert_msg(region_carve(a, NULL, (size_t)1 << 50, 4096) == NULL, "2^50 bytes carved");
 	ck_assert_msg(region_carve(a, NULL, SIZE_MAX - 4096, 4096) == NULL, "SIZE_MAX carved");
-	ck_assert_msg(region_carve(a, NULL, 4096, (size_t)1 << 63) == NULL, "alignment 2^63 carved");
+	ck_assert_msg(region_carve(a, NULL, 4096, (size_t)1 << 63) == NULL,
+	              "alignment 2^63 carved");
 	free_arena(a);
 }
 END_TEST
@@ -176,7 +177,7 @@ START_TEST(test_carve_contiguous)
 		char *p = region_carve(a, NULL, sz, 4096);
 		ck_assert_ptr_nonnull(p);
 		ck_assert_msg(p == prev + prev_sz, "carve %d at %p, expected %p", i, (void *)p,
-			      (void *)(prev + prev_sz));
+		              (void *)(prev + prev_sz));
 		prev = p;
 		prev_sz = sz;
 	}
@@ -201,21 +202,24 @@ START_TEST(test_carve_new_addr)
 
 	/* anywhere else: NULL, and nothing moves */
 	ck_assert_msg(region_carve(a, end, 4096, 4096) == NULL, "new_addr inside a carve granted");
-	ck_assert_msg(region_carve(a, p, 4096, 4096) == NULL, "new_addr at a carve's start granted");
+	ck_assert_msg(region_carve(a, p, 4096, 4096) == NULL,
+	              "new_addr at a carve's start granted");
 	ck_assert_msg(region_carve(a, end + 32 * KiB + 4096, 4096, 4096) == NULL,
-		      "new_addr past a gap granted");
+	              "new_addr past a gap granted");
 	/* at the bump end, but not meeting the alignment asked for */
 	ck_assert_msg((((uintptr_t)end + 32 * KiB) & (2 * MiB - 1)) != 0, "test setup: aligned");
 	ck_assert_msg(region_carve(a, end + 32 * KiB, 4096, 2 * MiB) == NULL,
-		      "new_addr not meeting the alignment granted");
+	              "new_addr not meeting the alignment granted");
 	int on_stack;
-	ck_assert_msg(region_carve(a, &on_stack, 4096, 4096) == NULL, "new_addr on the stack granted");
-	ck_assert_msg(r->bump == bump, "a refused new_addr moved the bump (%zu -> %zu)", bump, r->bump);
+	ck_assert_msg(region_carve(a, &on_stack, 4096, 4096) == NULL,
+	              "new_addr on the stack granted");
+	ck_assert_msg(r->bump == bump, "a refused new_addr moved the bump (%zu -> %zu)", bump,
+	              r->bump);
 
 	/* more than the region holds: NULL, and no new region */
 	int n0 = nregions(a);
 	ck_assert_msg(region_carve(a, (char *)(r->base + r->bump), r->size, 4096) == NULL,
-		      "new_addr carve past the region end granted");
+	              "new_addr carve past the region end granted");
 	ck_assert_int_eq(nregions(a), n0);
 	ck_assert_msg(r->bump == bump, "a refused new_addr moved the bump");
 
@@ -223,9 +227,9 @@ START_TEST(test_carve_new_addr)
 	char *pb = region_carve(b, NULL, 4096, 4096);
 	ck_assert_ptr_nonnull(pb);
 	ck_assert_msg(region_carve(a, pb + 4096, 4096, 4096) == NULL,
-		      "new_addr in another arena's region granted");
+	              "new_addr in another arena's region granted");
 	ck_assert_msg(region_carve(b, pb + 4096, 4096, 4096) == pb + 4096,
-		      "new_addr at the owner's bump end refused");
+	              "new_addr at the owner's bump end refused");
 	free_arena(a);
 	free_arena(b);
 }
@@ -262,10 +266,11 @@ START_TEST(test_carve_huge)
 	struct tiered_region *r = region_of(a, p);
 	ck_assert_msg(r->size >= sz, "region of %zu bytes for a %zu-byte carve", r->size, sz);
 	for (size_t off = 0; off < sz; off += GiB / 2)
-		ck_assert_msg(region_lookup(p + off) == r, "offset %zu not found in the region", off);
+		ck_assert_msg(region_lookup(p + off) == r, "offset %zu not found in the region",
+		              off);
 	ck_assert_msg(region_lookup(p + sz - 1) == r, "last byte not found");
 	ck_assert_msg(r->nblocks == r->size / (2 * MiB), "nblocks %zu for %zu bytes", r->nblocks,
-		      r->size);
+	              r->size);
 	free_arena(a);
 }
 END_TEST
@@ -277,13 +282,14 @@ START_TEST(test_lookup)
 	ck_assert_ptr_nonnull(p);
 	struct tiered_region *r = region_of(a, p);
 	ck_assert_msg((r->base & (REGION_ALIGN - 1)) == 0, "region base %#lx not 1 GiB aligned",
-		      (unsigned long)r->base);
+	              (unsigned long)r->base);
 	ck_assert_msg((r->size & (REGION_ALIGN - 1)) == 0, "region size %zu not a GiB multiple",
-		      r->size);
+	              r->size);
 	ck_assert_msg(region_lookup((void *)r->base) == r, "base not found");
 	ck_assert_msg(region_lookup((void *)(r->base + r->size - 1)) == r, "last byte not found");
 	ck_assert_msg(region_lookup((void *)(r->base - 1)) != r, "byte before the region found");
-	ck_assert_msg(region_lookup((void *)(r->base + r->size)) != r, "byte after the region found");
+	ck_assert_msg(region_lookup((void *)(r->base + r->size)) != r,
+	              "byte after the region found");
 	int on_stack;
 	ck_assert_msg(region_lookup(&on_stack) == NULL, "the stack is a region");
 	ck_assert_msg(region_lookup(NULL) == NULL, "NULL is in a region");
@@ -350,7 +356,8 @@ START_TEST(test_carve_threads)
 	size_t n = 0;
 	for (int i = 0; i < CT; i++)
 		for (int k = 0; k < CN; k++) {
-			ck_require(jobs[i].start[k] > 1, "thread %d carve %d failed or misaligned", i, k);
+			ck_require(jobs[i].start[k] > 1, "thread %d carve %d failed or misaligned",
+			           i, k);
 			all[n][0] = jobs[i].start[k];
 			all[n][1] = jobs[i].len[k];
 			n++;
@@ -358,15 +365,15 @@ START_TEST(test_carve_threads)
 	qsort(all, n, sizeof all[0], cmp_range);
 	for (size_t i = 1; i < n; i++)
 		ck_require(all[i - 1][0] + all[i - 1][1] <= all[i][0],
-			   "carves [%#lx,+%lu) and [%#lx,+%lu) overlap", (unsigned long)all[i - 1][0],
-			   (unsigned long)all[i - 1][1], (unsigned long)all[i][0],
-			   (unsigned long)all[i][1]);
+		           "carves [%#lx,+%lu) and [%#lx,+%lu) overlap",
+		           (unsigned long)all[i - 1][0], (unsigned long)all[i - 1][1],
+		           (unsigned long)all[i][0], (unsigned long)all[i][1]);
 	for (size_t i = 0; i < n; i++) {
 		struct tiered_region *r = region_lookup((void *)all[i][0]);
 		ck_require(r != NULL && r->arena == a, "carve %#lx not in the arena's regions",
-			   (unsigned long)all[i][0]);
-		ck_require(all[i][0] + all[i][1] <= r->base + r->size, "carve %#lx runs past its region",
-			   (unsigned long)all[i][0]);
+		           (unsigned long)all[i][0]);
+		ck_require(all[i][0] + all[i][1] <= r->base + r->size,
+		           "carve %#lx runs past its region", (unsigned long)all[i][0]);
 	}
 	free_arena(a);
 }
@@ -381,7 +388,7 @@ START_TEST(test_commit_decommit)
 	ck_assert_ptr_nonnull(p);
 	struct tiered_region *r = region_of(a, p);
 	ck_assert_msg(blk(r, p)->tier == BLK_FREE && blk(r, p)->used == 0,
-		      "a fresh block is not FREE and empty");
+	              "a fresh block is not FREE and empty");
 
 	commit(r, p, 4096);
 	ck_assert_uint_eq(blk(r, p)->used, 4096);
@@ -436,7 +443,7 @@ START_TEST(test_commit_small_blocks)
 	commit(r, p, 1 * MiB);
 	for (size_t off = 0; off < 1 * MiB; off += 4096)
 		ck_require(blk(r, p + off)->used == 4096, "block at +%zu used %u", off,
-			   blk(r, p + off)->used);
+		           blk(r, p + off)->used);
 	ck_assert_uint_eq(ATOMIC_LOAD_RELAXED(&a->allocs[BLK_DRAM]), 256);
 	ck_assert_uint_eq(BYTES(a, BLK_DRAM), 1 * MiB);
 	decommit(r, p + 8192, 64 * KiB);
@@ -452,63 +459,95 @@ END_TEST
 /* New blocks go to DRAM while the budget allows, then to CXL. */
 START_TEST(test_commit_placement)
 {
-	struct tiered_arena *a = fake_arena(2 * MiB, 4 * MiB, 1);
+	/* 8 MiB of DRAM in 2 MiB blocks; high watermark 95% (7.6 MiB), low 85% */
+	struct tiered_arena *a = fake_arena(2 * MiB, 8 * MiB, 1);
 	a->conf.dram_high_watermark = 95;
 	a->conf.dram_low_watermark = 85;
-	char *p = region_carve(a, NULL, 8 * MiB, 2 * MiB);
+	char *p = region_carve(a, NULL, 12 * MiB, 2 * MiB);
 	ck_assert_ptr_nonnull(p);
 	struct tiered_region *r = region_of(a, p);
 	commit(r, p, 2 * MiB);
-	ck_assert_msg(!ATOMIC_LOAD_RELAXED(&a->over_budget), "2 of 4 MiB flagged over budget");
-	/* the second block takes DRAM past its high watermark (3.8 MiB): the placement thread
-	 * has work */
 	commit(r, p + 2 * MiB, 2 * MiB);
-	ck_assert_msg(ATOMIC_LOAD_RELAXED(&a->over_budget), "DRAM past its high watermark not flagged");
-	for (int i = 2; i < 4; i++)
+	ck_assert_msg(!ATOMIC_LOAD_RELAXED(&a->over_budget),
+	              "4 of 8 MiB used (one more block still under 7.6 MiB) flagged over budget");
+	/* 6 MiB: one more block would pass the high watermark: the placement thread has work */
+	commit(r, p + 4 * MiB, 2 * MiB);
+	ck_assert_msg(ATOMIC_LOAD_RELAXED(&a->over_budget),
+	              "6 of 8 MiB used (one more block passes 7.6 MiB) not flagged");
+	for (int i = 3; i < 6; i++)
 		commit(r, p + (size_t)i * 2 * MiB, 2 * MiB);
-	ck_assert_int_eq(blk(r, p)->tier, BLK_DRAM);
-	ck_assert_int_eq(blk(r, p + 2 * MiB)->tier, BLK_DRAM);
-	ck_assert_int_eq(blk(r, p + 4 * MiB)->tier, BLK_CXL);
-	ck_assert_int_eq(blk(r, p + 6 * MiB)->tier, BLK_CXL);
-	ck_assert_uint_eq(BYTES(a, BLK_DRAM), 4 * MiB);
+	static const int want[6] = {BLK_DRAM, BLK_DRAM, BLK_DRAM, BLK_DRAM, BLK_CXL, BLK_CXL};
+	for (int i = 0; i < 6; i++)
+		ck_assert_msg(blk(r, p + (size_t)i * 2 * MiB)->tier == want[i],
+		              "block %d on tier %u, expected %d", i,
+		              blk(r, p + (size_t)i * 2 * MiB)->tier, want[i]);
+	ck_assert_uint_eq(BYTES(a, BLK_DRAM), 8 * MiB);
 	ck_assert_uint_eq(BYTES(a, BLK_CXL), 4 * MiB);
 	ck_assert_uint_eq(PEAK(a, BLK_CXL), 4 * MiB);
-	ck_assert_uint_eq(ATOMIC_LOAD_RELAXED(&a->allocs[BLK_DRAM]), 2);
+	ck_assert_uint_eq(ATOMIC_LOAD_RELAXED(&a->allocs[BLK_DRAM]), 4);
 	ck_assert_uint_eq(ATOMIC_LOAD_RELAXED(&a->allocs[BLK_CXL]), 2);
+	ck_assert_msg(!ATOMIC_LOAD_RELAXED(&a->over_budget_warned),
+	              "warned about going over budget though CXL took the overflow");
 	check_accounting(a);
 
 	/* births follow the epoch: later blocks are younger */
-	ck_assert_msg(blk(r, p)->birth < blk(r, p + 6 * MiB)->birth, "birth %u !< %u",
-		      blk(r, p)->birth, blk(r, p + 6 * MiB)->birth);
-	ck_assert_msg(ATOMIC_LOAD_RELAXED(&a->epoch) >= 4, "epoch %u after 4 placements",
-		      ATOMIC_LOAD_RELAXED(&a->epoch));
+	ck_assert_msg(blk(r, p)->birth < blk(r, p + 10 * MiB)->birth, "birth %u !< %u",
+	              blk(r, p)->birth, blk(r, p + 10 * MiB)->birth);
+	ck_assert_msg(ATOMIC_LOAD_RELAXED(&a->epoch) >= 6, "epoch %u after 6 placements",
+	              ATOMIC_LOAD_RELAXED(&a->epoch));
 
 	/* an emptied block is placed again when it next holds bytes */
 	decommit(r, p, 2 * MiB);
-	decommit(r, p + 6 * MiB, 2 * MiB);
-	ck_assert_uint_eq(BYTES(a, BLK_DRAM), 2 * MiB);
-	commit(r, p + 6 * MiB, 4096);
-	ck_assert_msg(blk(r, p + 6 * MiB)->tier == BLK_DRAM,
-		      "a re-used block stayed on tier %u with DRAM room", blk(r, p + 6 * MiB)->tier);
+	decommit(r, p + 2 * MiB, 2 * MiB);
+	decommit(r, p + 10 * MiB, 2 * MiB);
+	ck_assert_uint_eq(BYTES(a, BLK_DRAM), 4 * MiB);
+	commit(r, p + 10 * MiB, 4096);
+	ck_assert_msg(blk(r, p + 10 * MiB)->tier == BLK_DRAM,
+	              "a re-used block stayed on tier %u with DRAM room",
+	              blk(r, p + 10 * MiB)->tier);
 	check_accounting(a);
 	free_arena(a);
 }
 END_TEST
 
-/* Without a CXL tier everything stays on DRAM, over budget if need be. */
+/* Without a CXL tier everything stays on DRAM, over budget, with one warning. */
 START_TEST(test_commit_no_cxl)
 {
 	struct tiered_arena *a = fake_arena(2 * MiB, 2 * MiB, -1);
 	char *p = region_carve(a, NULL, 8 * MiB, 2 * MiB);
 	ck_assert_ptr_nonnull(p);
 	struct tiered_region *r = region_of(a, p);
+	ATOMIC_STORE_RELAXED(&g_log_level, LOG_ERROR); /* the warning itself is expected */
 	commit(r, p, 8 * MiB);
 	for (int i = 0; i < 4; i++)
 		ck_assert_int_eq(blk(r, p + (size_t)i * 2 * MiB)->tier, BLK_DRAM);
 	ck_assert_uint_eq(BYTES(a, BLK_DRAM), 8 * MiB);
 	ck_assert_uint_eq(BYTES(a, BLK_CXL), 0);
+	ck_assert_msg(ATOMIC_LOAD_RELAXED(&a->over_budget_warned), "over budget without a warning");
 	/* nowhere to demote to: the placement thread has nothing to do */
-	ck_assert_msg(!ATOMIC_LOAD_RELAXED(&a->over_budget), "flagged over budget without a CXL tier");
+	ck_assert_msg(!ATOMIC_LOAD_RELAXED(&a->over_budget),
+	              "flagged over budget without a CXL tier");
+	check_accounting(a);
+	free_arena(a);
+}
+END_TEST
+
+/* When CXL is full too, new blocks stay on DRAM over budget (never fail). */
+START_TEST(test_commit_cxl_full)
+{
+	struct tiered_arena *a = fake_arena(2 * MiB, 2 * MiB, 1);
+	a->conf.cxl_limit = 2 * MiB;
+	char *p = region_carve(a, NULL, 6 * MiB, 2 * MiB);
+	ck_assert_ptr_nonnull(p);
+	struct tiered_region *r = region_of(a, p);
+	ATOMIC_STORE_RELAXED(&g_log_level, LOG_ERROR);
+	commit(r, p, 6 * MiB);
+	ck_assert_int_eq(blk(r, p)->tier, BLK_DRAM);
+	ck_assert_int_eq(blk(r, p + 2 * MiB)->tier, BLK_CXL);
+	ck_assert_int_eq(blk(r, p + 4 * MiB)->tier, BLK_DRAM);
+	ck_assert_uint_eq(BYTES(a, BLK_DRAM), 4 * MiB);
+	ck_assert_uint_eq(BYTES(a, BLK_CXL), 2 * MiB);
+	ck_assert_msg(ATOMIC_LOAD_RELAXED(&a->over_budget_warned), "over budget without a warning");
 	check_accounting(a);
 	free_arena(a);
 }
@@ -596,6 +635,7 @@ static Suite *region_suite(void)
 	tcase_add_test(t, test_commit_small_blocks);
 	tcase_add_test(t, test_commit_placement);
 	tcase_add_test(t, test_commit_no_cxl);
+	tcase_add_test(t, test_commit_cxl_full);
 	tcase_add_test(t, test_set_tier);
 	tcase_add_test(t, test_arena_account);
 	suite_add_tcase(s, t);

@@ -29,26 +29,26 @@ static size_t opaque(size_t v)
 	return o;
 }
 
-#define CHECK(cond, ...)                                                                \
-	do {                                                                            \
-		if (!(cond)) {                                                          \
-			fprintf(stderr, "FAIL: %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                                   \
-			fputc('\n', stderr);                                            \
-			exit(1);                                                        \
-		}                                                                       \
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "FAIL: %s:%d: %s: ", __FILE__, __LINE__, #cond);           \
+			fprintf(stderr, __VA_ARGS__);                                              \
+			fputc('\n', stderr);                                                       \
+			exit(1);                                                                   \
+		}                                                                                  \
 	} while (0)
 
 /* Like CHECK, but the case goes on; the exit status is still 1. */
 static int g_failed;
-#define EXPECT(cond, ...)                                                               \
-	do {                                                                            \
-		if (!(cond)) {                                                          \
-			fprintf(stderr, "FAIL: %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                                   \
-			fputc('\n', stderr);                                            \
-			g_failed = 1;                                                   \
-		}                                                                       \
+#define EXPECT(cond, ...)                                                                          \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "FAIL: %s:%d: %s: ", __FILE__, __LINE__, #cond);           \
+			fprintf(stderr, __VA_ARGS__);                                              \
+			fputc('\n', stderr);                                                       \
+			g_failed = 1;                                                              \
+		}                                                                                  \
 	} while (0)
 
 typedef size_t (*usable_fn)(const void *);
@@ -116,7 +116,6 @@ static void case_malloc(void)
 	}
 	free(NULL);
 	CHECK(malloc_usable_size(NULL) == 0, "malloc_usable_size(NULL)");
-
 }
 
 static void case_calloc(void)
@@ -136,7 +135,6 @@ static void case_calloc(void)
 	errno = 0;
 	CHECK(calloc(opaque(SIZE_MAX / 2 + 1), 2) == NULL, "calloc overflow succeeded");
 	EXPECT(errno == ENOMEM, "calloc overflow errno %d", errno);
-
 }
 
 static void case_realloc(void)
@@ -162,7 +160,6 @@ static void case_realloc(void)
 	EXPECT(errno == ENOMEM, "realloc(p, 2^62): errno %d, expected ENOMEM", errno);
 	CHECK(same(p, 300, 10), "failed realloc changed the block");
 	free(p);
-
 }
 
 static void case_reallocarray(void)
@@ -180,7 +177,6 @@ static void case_reallocarray(void)
 	p = reallocarray(p, 100, 100);
 	CHECK(p != NULL && same(p, 1000, 3), "reallocarray grow lost data");
 	free(p);
-
 }
 
 static void case_aligned(void)
@@ -198,14 +194,16 @@ static void case_aligned(void)
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		m = (void *)0x1;
 		int rc = posix_memalign(&m, bad[i], 64);
-		EXPECT(rc == EINVAL, "posix_memalign(alignment %zu) = %d, expected EINVAL", bad[i], rc);
+		EXPECT(rc == EINVAL, "posix_memalign(alignment %zu) = %d, expected EINVAL", bad[i],
+		       rc);
 		EXPECT(m == (void *)0x1, "posix_memalign(alignment %zu) wrote *memptr", bad[i]);
 	}
 
 	/* aligned_alloc, memalign, valloc, pvalloc */
 	for (size_t al = 1; al <= 2 * MiB; al <<= 1) {
 		void *a = aligned_alloc(al, 4 * al);
-		CHECK(a != NULL && ((uintptr_t)a & (al - 1)) == 0, "aligned_alloc(%zu) = %p", al, a);
+		CHECK(a != NULL && ((uintptr_t)a & (al - 1)) == 0, "aligned_alloc(%zu) = %p", al,
+		      a);
 		ours(a, "aligned_alloc");
 		free(a);
 		a = memalign(al, 100);
@@ -213,6 +211,21 @@ static void case_aligned(void)
 		ours(a, "memalign");
 		free(a);
 	}
+	/* memalign rounds an alignment that is not a power of two up, as glibc does */
+	void *g = memalign(24, 100);
+	CHECK(g != NULL, "memalign(24, 100)");
+	EXPECT(((uintptr_t)g & 31) == 0, "memalign(24) = %p, not 32-aligned", g);
+	free(g);
+	errno = 0;
+	g = memalign(opaque(SIZE_MAX / 2 + 2), 100);
+	EXPECT(g == NULL && errno == EINVAL, "memalign(2^63 + 1): %p errno %d", g, errno);
+	/* posix_memalign reports failure by its return value and leaves errno alone */
+	errno = 1234;
+	m = (void *)0x1;
+	int prc = posix_memalign(&m, 64, opaque(SIZE_MAX - 4096));
+	EXPECT(prc == ENOMEM, "posix_memalign(64, SIZE_MAX - 4096) = %d, expected ENOMEM", prc);
+	EXPECT(errno == 1234, "posix_memalign changed errno to %d", errno);
+	EXPECT(m == (void *)0x1, "a failed posix_memalign wrote *memptr");
 	errno = 0;
 	void *a = aligned_alloc(3, 64);
 	EXPECT(a == NULL && errno == EINVAL, "aligned_alloc(3): %p errno %d", a, errno);
@@ -227,7 +240,6 @@ static void case_aligned(void)
 	      malloc_usable_size(a));
 	ours(a, "pvalloc");
 	free(a);
-
 }
 
 static void case_libc(void)
@@ -316,8 +328,8 @@ static void *thread_main(void *arg)
 			CHECK(o[osz - 1] == (unsigned char)osz, "thread data corrupted");
 			free(o);
 		}
-		unsigned char *p = (seed & 1) ? malloc(sz + sizeof(size_t))
-					       : calloc(1, sz + sizeof(size_t));
+		unsigned char *p =
+		    (seed & 1) ? malloc(sz + sizeof(size_t)) : calloc(1, sz + sizeof(size_t));
 		CHECK(p != NULL, "malloc in a thread");
 		*(size_t *)p = sz + sizeof(size_t);
 		p[sz + sizeof(size_t) - 1] = (unsigned char)(sz + sizeof(size_t));
@@ -412,17 +424,17 @@ int main(int argc, char **argv)
 		const char *name;
 		void (*fn)(void);
 	} cases[] = {{"family", case_family},
-		     {"malloc", case_malloc},
-		     {"calloc", case_calloc},
-		     {"realloc", case_realloc},
-		     {"reallocarray", case_reallocarray},
-		     {"aligned", case_aligned},
-		     {"libc", case_libc},
-		     {"zero", case_zero},
-		     {"stats", case_stats},
-		     {"quiet", case_quiet},
-		     {"threads", case_threads},
-		     {"fork", case_fork}};
+	             {"malloc", case_malloc},
+	             {"calloc", case_calloc},
+	             {"realloc", case_realloc},
+	             {"reallocarray", case_reallocarray},
+	             {"aligned", case_aligned},
+	             {"libc", case_libc},
+	             {"zero", case_zero},
+	             {"stats", case_stats},
+	             {"quiet", case_quiet},
+	             {"threads", case_threads},
+	             {"fork", case_fork}};
 	if (argc != 2) {
 		fprintf(stderr, "usage: %s CASE\n", argv[0]);
 		return 2;

@@ -8,24 +8,25 @@
 #define TIERED_UNIT_H
 
 #include <check.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Assert that hay contains needle, printing both when it does not. */
-#define ck_assert_str_has(hay, needle)                                                        \
-	do {                                                                                  \
-		const char *_h = (hay), *_n = (needle);                                       \
-		ck_assert_msg(_h != NULL && strstr(_h, _n) != NULL,                           \
-			      "expected \"%s\" to contain \"%s\"", _h ? _h : "(null)", _n); \
+#define ck_assert_str_has(hay, needle)                                                             \
+	do {                                                                                       \
+		const char *_h = (hay), *_n = (needle);                                            \
+		ck_assert_msg(_h != NULL && strstr(_h, _n) != NULL,                                \
+		              "expected \"%s\" to contain \"%s\"", _h ? _h : "(null)", _n);        \
 	} while (0)
 
 /* Assert that hay does not contain needle. */
-#define ck_assert_str_hasnt(hay, needle)                                                      \
-	do {                                                                                  \
-		const char *_h = (hay), *_n = (needle);                                       \
-		ck_assert_msg(_h != NULL && strstr(_h, _n) == NULL,                           \
-			      "expected \"%s\" not to contain \"%s\"", _h ? _h : "(null)", _n); \
+#define ck_assert_str_hasnt(hay, needle)                                                           \
+	do {                                                                                       \
+		const char *_h = (hay), *_n = (needle);                                            \
+		ck_assert_msg(_h != NULL && strstr(_h, _n) == NULL,                                \
+		              "expected \"%s\" not to contain \"%s\"", _h ? _h : "(null)", _n);    \
 	} while (0)
 
 /*
@@ -33,19 +34,108 @@
  * passing check to the parent process (one write per check), which makes a
  * check inside a loop over megabytes take minutes; use this one in loops.
  */
-#define ck_require(cond, ...)                                                                 \
-	do {                                                                                  \
-		if (!(cond))                                                                  \
-			ck_abort_msg(__VA_ARGS__);                                            \
+#define ck_require(cond, ...)                                                                      \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			ck_abort_msg(__VA_ARGS__);                                                 \
 	} while (0)
 
 /* Say on stderr that part of a test was skipped, and why (Check has no skip state). */
-#define unit_skip(...)                                                                        \
-	do {                                                                                  \
-		fprintf(stderr, "%s:%d: SKIP: ", __FILE__, __LINE__);                         \
-		fprintf(stderr, __VA_ARGS__);                                                 \
-		fputc('\n', stderr);                                                          \
+#define unit_skip(...)                                                                             \
+	do {                                                                                       \
+		fprintf(stderr, "%s:%d: SKIP: ", __FILE__, __LINE__);                              \
+		fprintf(stderr, __VA_ARGS__);                                                      \
+		fputc('\n', stderr);                                                               \
 	} while (0)
+
+/* A small JSON validator (syntax only): the end of one value, or NULL. */
+static inline const char *json_ws(const char *s)
+{
+	while (*s == ' ' || *s == '\n' || *s == '\t' || *s == '\r')
+		s++;
+	return s;
+}
+
+static inline const char *json_value(const char *s, int depth);
+
+static inline const char *json_string(const char *s)
+{
+	if (*s != '"')
+		return NULL;
+	for (s++; *s && *s != '"'; s++) {
+		if ((unsigned char)*s < 0x20)
+			return NULL;
+		if (*s == '\\') {
+			s++;
+			if (!strchr("\"\\/bfnrtu", *s) || !*s)
+				return NULL;
+		}
+	}
+	return *s == '"' ? s + 1 : NULL;
+}
+
+static inline const char *json_value(const char *s, int depth)
+{
+	if (depth > 32)
+		return NULL;
+	s = json_ws(s);
+	if (*s == '{' || *s == '[') {
+		char close = *s == '{' ? '}' : ']';
+		bool obj = *s == '{';
+		s = json_ws(s + 1);
+		if (*s == close)
+			return s + 1;
+		for (;;) {
+			if (obj) {
+				s = json_string(json_ws(s));
+				if (!s)
+					return NULL;
+				s = json_ws(s);
+				if (*s != ':')
+					return NULL;
+				s++;
+			}
+			s = json_value(s, depth + 1);
+			if (!s)
+				return NULL;
+			s = json_ws(s);
+			if (*s == ',') {
+				s++;
+				continue;
+			}
+			return *s == close ? s + 1 : NULL;
+		}
+	}
+	if (*s == '"')
+		return json_string(s);
+	if (strncmp(s, "true", 4) == 0)
+		return s + 4;
+	if (strncmp(s, "false", 5) == 0)
+		return s + 5;
+	if (strncmp(s, "null", 4) == 0)
+		return s + 4;
+	const char *b = s;
+	if (*s == '-')
+		s++;
+	if (*s < '0' || *s > '9')
+		return NULL;
+	if (*s == '0' && s[1] >= '0' && s[1] <= '9')
+		return NULL; /* leading zero */
+	while ((*s >= '0' && *s <= '9') || *s == '.' || *s == 'e' || *s == 'E' || *s == '+' ||
+	       (*s == '-' && s != b))
+		s++;
+	return s;
+}
+
+/* Does s hold exactly one JSON object (and white space around it)? */
+static inline bool json_one_object(const char *s)
+{
+	s = json_ws(s);
+	if (*s != '{')
+		return false;
+	const char *end = json_value(s, 0);
+	return end && *json_ws(end) == 0;
+}
 
 /* Run a suite with the usual settings; the process exit status for automake. */
 static inline int unit_run(Suite *s)
