@@ -17,6 +17,7 @@
  */
 #include <dlfcn.h>
 #include <pthread.h>
+#include <sched.h>
 #include <errno.h>
 #include <jemalloc/jemalloc.h>
 #include <stdlib.h>
@@ -118,7 +119,7 @@ static int preload_start(void)
 			ATOMIC_STORE_RELEASE(&g_pl_state, st);
 		} else {
 			while ((st = ATOMIC_LOAD_ACQUIRE(&g_pl_state)) == 1)
-				;
+				sched_yield();
 		}
 	}
 	if (st == 3)
