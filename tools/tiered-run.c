@@ -16,6 +16,8 @@
 #define TIERED_PRELOAD_PATH "libtiered_preload.so"
 #endif
 
+static const char default_preload[] = TIERED_PRELOAD_PATH;
+
 static const char *type_name(enum conf_type t)
 {
 	switch (t) {
@@ -105,7 +107,7 @@ int main(int argc, char **argv)
 	size_t clen = 0;
 	const char *preload = getenv("TIERED_PRELOAD");
 	if (!preload || !*preload)
-		preload = TIERED_PRELOAD_PATH;
+		preload = default_preload;
 	int c, bad = 0;
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		const char *key = NULL;
@@ -144,6 +146,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tiered-run: no program given\n");
 		usage(stderr);
 		return 2;
+	}
+	char local[4096];
+	if (preload == default_preload && access(preload, R_OK) != 0) {
+		/* not installed: in a build tree the library sits in .libs beside us */
+		ssize_t n = readlink("/proc/self/exe", local, sizeof local - 32);
+		if (n > 0) {
+			local[n] = 0;
+			char *slash = strrchr(local, '/');
+			if (slash) {
+				strcpy(slash, "/.libs/libtiered_preload.so");
+				if (access(local, R_OK) == 0)
+					preload = local;
+			}
+		}
 	}
 	if (access(preload, R_OK) != 0) {
 		fprintf(stderr, "tiered-run: preload library %s: %s\n", preload, strerror(errno));
