@@ -293,6 +293,8 @@ TIERED_HIDDEN int tierd_advise(struct tiered_region *r, uintptr_t a, uintptr_t e
 
 /* ==== lib/stats.c ========================================================== */
 TIERED_HIDDEN int stats_write(FILE *out, bool json);
+/* A copy of stderr taken at start-up for exit statistics, or -1. */
+extern TIERED_HIDDEN int g_stats_fd;
 TIERED_HIDDEN void stats_at_exit(void);
 TIERED_HIDDEN int stats_field(const struct tiered_arena *a, int tier, const char *field, uint64_t *out);
 TIERED_HIDDEN int stats_total(int tier, const char *field, uint64_t *out);

@@ -11,6 +11,7 @@
  * Nothing is torn down at exit: a program's destructors may still allocate.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <jemalloc/jemalloc.h>
 #include <pthread.h>
 #include <sched.h>
@@ -27,6 +28,7 @@ TIERED_HIDDEN __thread int t_in_init __attribute__((tls_model("initial-exec")));
 TIERED_HIDDEN unsigned g_pinned_je_arena = 0; /* jemalloc's arena 0: default hooks, never tiered */
 static pthread_mutex_t g_late_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic bool g_late_done;
+TIERED_HIDDEN int g_stats_fd = -1;
 
 void runtime_report_conf_error(const char *msg, void *arg)
 {
@@ -72,6 +74,13 @@ int runtime_init_early(void)
 	conf_defaults(&g_conf);
 	conf_from_env(&g_conf, environ, runtime_report_conf_error, NULL);
 	ATOMIC_STORE_RELAXED(&g_log_level, g_conf.log_level);
+	/*
+	 * Exit statistics bound for stderr: keep a private copy of it, since
+	 * programs such as the GNU core utilities close stderr before our
+	 * destructor runs.  Only when asked for, and out of the way (fd >= 100).
+	 */
+	if (g_conf.stats_print && !g_conf.stats_file[0])
+		g_stats_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 100);
 	/* initialise jemalloc first so that our fork handlers run before its own */
 	const char *v;
 	size_t sz = sizeof v;

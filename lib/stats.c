@@ -171,6 +171,11 @@ void stats_at_exit(void)
 	int saved = t_internal;
 	t_internal = 1;
 	FILE *out = stderr;
+	if (!g_conf.stats_file[0] && g_stats_fd >= 0) {
+		FILE *f = fdopen(g_stats_fd, "w");
+		if (f)
+			out = f;
+	}
 	if (g_conf.stats_file[0]) {
 		out = fopen(g_conf.stats_file, "w");
 		if (!out) {
