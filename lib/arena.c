@@ -80,6 +80,21 @@ void arena_account(struct tiered_arena *a, int from, int to, uint64_t bytes)
 	}
 }
 
+/* arena_budget -- a snapshot of a's budgets and use, for policy.c */
+struct policy_budget arena_budget(struct tiered_arena *a)
+{
+	return (struct policy_budget){
+		.dram_used = ATOMIC_LOAD_RELAXED(&a->bytes[BLK_DRAM]),
+		.dram_limit = CONF_LOAD(a->conf.dram_limit),
+		.cxl_used = ATOMIC_LOAD_RELAXED(&a->bytes[BLK_CXL]),
+		.cxl_limit = CONF_LOAD(a->conf.cxl_limit),
+		.has_cxl = a->cxl_node >= 0,
+		.block_bytes = a->conf.block_size,
+		.high_watermark_pct = CONF_LOAD(a->conf.dram_high_watermark),
+		.low_watermark_pct = CONF_LOAD(a->conf.dram_low_watermark),
+	};
+}
+
 static unsigned ncpus(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);

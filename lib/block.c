@@ -20,16 +20,7 @@ void block_commit_locked(struct tiered_region *r, uintptr_t addr, size_t len)
 		size_t n = (end < bend ? end : bend) - addr;
 		struct tiered_block *b = &r->blocks[i];
 		if (b->used == 0) {
-			struct policy_budget pb = {
-				.dram_used = ATOMIC_LOAD_RELAXED(&a->bytes[BLK_DRAM]),
-				.dram_limit = CONF_LOAD(a->conf.dram_limit),
-				.cxl_used = ATOMIC_LOAD_RELAXED(&a->bytes[BLK_CXL]),
-				.cxl_limit = CONF_LOAD(a->conf.cxl_limit),
-				.has_cxl = a->cxl_node >= 0,
-				.block_bytes = a->conf.block_size,
-		.high_watermark_pct = CONF_LOAD(a->conf.dram_high_watermark),
-		.low_watermark_pct = CONF_LOAD(a->conf.dram_low_watermark),
-			};
+			struct policy_budget pb = arena_budget(a);
 			int tier = policy_place_new(&pb, bs);
 			int prev = b->tier == BLK_FREE ? BLK_DRAM : b->tier;
 			/* a never-placed block already follows the default (local) policy */

@@ -261,6 +261,8 @@ struct policy_budget {
 	int high_watermark_pct; /* demotion starts above this % of dram_limit */
 	int low_watermark_pct;	/* ... and stops at this % */
 };
+/* A snapshot of an arena's budgets and use (lib/arena.c). */
+TIERED_HIDDEN struct policy_budget arena_budget(struct tiered_arena *a);
 /* Tier for a new block of bytes. */
 TIERED_HIDDEN int policy_place_new(const struct policy_budget *b, uint64_t bytes);
 /* Has DRAM no room for one more block under the high watermark (work for the thread)? */

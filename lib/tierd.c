@@ -46,20 +46,6 @@ static int cand_cmp(const void *x, const void *y)
 	return a->cold < b->cold ? 1 : a->cold > b->cold ? -1 : 0;
 }
 
-static struct policy_budget budget_of(struct tiered_arena *a)
-{
-	return (struct policy_budget){
-		.dram_used = ATOMIC_LOAD_RELAXED(&a->bytes[BLK_DRAM]),
-		.dram_limit = CONF_LOAD(a->conf.dram_limit),
-		.cxl_used = ATOMIC_LOAD_RELAXED(&a->bytes[BLK_CXL]),
-		.cxl_limit = CONF_LOAD(a->conf.cxl_limit),
-		.has_cxl = a->cxl_node >= 0,
-		.block_bytes = a->conf.block_size,
-		.high_watermark_pct = CONF_LOAD(a->conf.dram_high_watermark),
-		.low_watermark_pct = CONF_LOAD(a->conf.dram_low_watermark),
-	};
-}
-
 /*
  * move_blocks -- migrate the given (in-flight) blocks to tier and clear their
  * in-flight bit.  Returns the number of blocks whose tier changed.
@@ -140,6 +126,39 @@ void tierd_unlock_passes(void)
 	pthread_mutex_unlock(&g_pass_lock);
 }
 
+enum scan { SCAN_PROMOTE, SCAN_DEMOTE };
+
+/*
+ * collect -- candidate blocks of arena a, at most cap.  SCAN_PROMOTE takes
+ * the CXL blocks the policy would promote within budget pb, and marks them
+ * in flight; SCAN_DEMOTE takes every demotable block with its coldness at
+ * epoch now (they are marked later, once the coldest are chosen).
+ */
+static size_t collect(struct tiered_arena *a, struct cand *c, size_t cap, enum scan what,
+		      struct policy_budget *pb, uint32_t now)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&a->lock);
+	for (struct tiered_region *r = a->regions; r && n < cap; r = r->next) {
+		pthread_mutex_lock(&r->lock);
+		size_t nb = (r->bump + ((size_t)1 << r->block_shift) - 1) >> r->block_shift;
+		for (size_t i = 0; i < nb && n < cap; i++) {
+			struct tiered_block *b = &r->blocks[i];
+			struct policy_block pbk = {b->tier, b->hint, b->used, b->birth};
+			if (what == SCAN_PROMOTE && policy_promotable(pb, &pbk)) {
+				b->hint |= BLK_INFLIGHT;
+				pb->dram_used += b->used;
+				c[n++] = (struct cand){r, i, 0};
+			} else if (what == SCAN_DEMOTE && policy_demotable(&pbk)) {
+				c[n++] = (struct cand){r, i, policy_coldness(&pbk, now)};
+			}
+		}
+		pthread_mutex_unlock(&r->lock);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return n;
+}
+
 /* pass_locked -- one placement pass over arena a; g_pass_lock held */
 static long pass_locked(struct tiered_arena *a)
 {
@@ -155,45 +174,15 @@ static long pass_locked(struct tiered_arena *a)
 		goto out;
 
 	/* promotions asked for by hints */
-	struct policy_budget pb = budget_of(a);
-	size_t n = 0;
-	pthread_mutex_lock(&a->lock);
-	for (struct tiered_region *r = a->regions; r && n < cap; r = r->next) {
-		pthread_mutex_lock(&r->lock);
-		size_t nb = (r->bump + ((size_t)1 << r->block_shift) - 1) >> r->block_shift;
-		for (size_t i = 0; i < nb && n < cap; i++) {
-			struct tiered_block *b = &r->blocks[i];
-			struct policy_block pbk = {b->tier, b->hint, b->used, b->birth};
-			if (policy_promotable(&pb, &pbk)) {
-				b->hint |= BLK_INFLIGHT;
-				pb.dram_used += b->used;
-				c[n++] = (struct cand){r, i, 0};
-			}
-		}
-		pthread_mutex_unlock(&r->lock);
-	}
-	pthread_mutex_unlock(&a->lock);
+	struct policy_budget pb = arena_budget(a);
+	size_t n = collect(a, c, cap, SCAN_PROMOTE, &pb, 0);
 	moved += move_blocks(a, c, n, BLK_DRAM);
 
 	/* demotions down to the low watermark */
-	pb = budget_of(a);
+	pb = arena_budget(a);
 	uint64_t goal = policy_demote_goal(&pb);
 	if (goal) {
-		uint32_t now = ATOMIC_LOAD_RELAXED(&a->epoch);
-		n = 0;
-		pthread_mutex_lock(&a->lock);
-		for (struct tiered_region *r = a->regions; r && n < cap; r = r->next) {
-			pthread_mutex_lock(&r->lock);
-			size_t nb = (r->bump + ((size_t)1 << r->block_shift) - 1) >> r->block_shift;
-			for (size_t i = 0; i < nb && n < cap; i++) {
-				struct tiered_block *b = &r->blocks[i];
-				struct policy_block pbk = {b->tier, b->hint, b->used, b->birth};
-				if (policy_demotable(&pbk))
-					c[n++] = (struct cand){r, i, policy_coldness(&pbk, now)};
-			}
-			pthread_mutex_unlock(&r->lock);
-		}
-		pthread_mutex_unlock(&a->lock);
+		n = collect(a, c, cap, SCAN_DEMOTE, NULL, ATOMIC_LOAD_RELAXED(&a->epoch));
 		qsort(c, n, sizeof *c, cand_cmp);
 		size_t k = 0;
 		uint64_t picked = 0;
@@ -250,7 +239,7 @@ int tierd_advise(struct tiered_region *r, uintptr_t a, uintptr_t end, int advice
 		t_internal = saved;
 		return set_error(-ENOMEM, "tiered_advise: out of memory");
 	}
-	struct policy_budget pb = budget_of(ar);
+	struct policy_budget pb = arena_budget(ar);
 	pthread_mutex_lock(&g_pass_lock);
 	pthread_mutex_lock(&r->lock);
 	for (size_t i = first; i <= last; i++) {
