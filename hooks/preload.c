@@ -11,7 +11,7 @@
  *
  * Before the runtime is up, and while it starts (it may call malloc through
  * libc, libdl or jemalloc), allocations come from a static bootstrap buffer;
- * such blocks are never freed.  Threads of the runtime (t_internal) allocate
+ * such blocks are never freed.  Threads of the runtime (RT_INTERNAL) allocate
  * from jemalloc's arena 0, which has default hooks and is never tiered.
  * Nothing is torn down at exit, so allocation keeps working in destructors.
  */
@@ -34,7 +34,6 @@ static void (*je_free)(void *);
 static void *(*je_calloc)(size_t, size_t);
 static void *(*je_realloc)(void *, size_t);
 
-static __thread int t_bound; /* this thread uses the default arena through jemalloc's malloc */
 static __thread int t_pl_init;
 static _Atomic int g_pl_state; /* 0 none, 1 starting, 2 ready, 3 degraded (jemalloc default arena) */
 
@@ -93,7 +92,7 @@ static void resolve_jemalloc(void)
  * the placement thread if an arena needs it */
 static void preload_forked_child(void)
 {
-	t_bound = 0;
+	t_rt &= ~RT_BOUND;
 }
 
 /* preload_start -- 0 when this thread may use the fast path, -1 to use the bootstrap buffer */
@@ -125,10 +124,10 @@ static int preload_start(void)
 	if (st == 3)
 		return 1;
 	tierd_restart_if_forked();
-	if (!t_bound && !t_internal) {
+	if (!(t_rt & (RT_BOUND | RT_INTERNAL))) {
 		unsigned je = arena_je_for_thread(g_default_arena);
 		if (mallctl("thread.arena", NULL, NULL, &je, sizeof je) == 0)
-			t_bound = 1;
+			t_rt |= RT_BOUND;
 		else
 			return 1;
 	}
@@ -138,7 +137,7 @@ static int preload_start(void)
 /* the allocation every non-fast path ends in: pinned, bootstrap or degraded */
 static void *alloc_slow(size_t size, size_t align, bool zero)
 {
-	if (t_internal) {
+	if (t_rt & RT_INTERNAL) {
 		if (ATOMIC_LOAD_ACQUIRE(&g_runtime_state) != 2 && t_in_init)
 			return boot_alloc(size, align);
 		int fl = (int)MALLOCX_ARENA(g_pinned_je_arena) | MALLOCX_TCACHE_NONE |
@@ -156,7 +155,7 @@ static void *alloc_slow(size_t size, size_t align, bool zero)
 
 static inline bool fast(void)
 {
-	return likely(t_bound && !t_internal);
+	return likely(t_rt == RT_BOUND);
 }
 
 /* ---- the malloc family ---------------------------------------------------- */
@@ -182,7 +181,8 @@ __attribute__((noinline)) static void free_slow(void *ptr, struct tiered_region 
 		return;
 	if (r) {
 		/* a thread that only frees (a consumer) binds too, to get a thread cache */
-		if (r->arena == g_default_arena && !t_internal && (t_bound || preload_start() == 0))
+		if (r->arena == g_default_arena && !(t_rt & RT_INTERNAL) &&
+		    ((t_rt & RT_BOUND) || preload_start() == 0))
 			je_free(ptr);
 		else
 			dallocx(ptr, r->arena == g_default_arena ? MALLOCX_TCACHE_NONE
@@ -202,12 +202,12 @@ PUBLIC void free(void *ptr)
 {
 	if (!ptr)
 		return;
-	struct tiered_region *r = region_lookup(ptr);
-	if (likely(r && r->arena == g_default_arena && fast())) {
+	uintptr_t e = region_lookup_raw(ptr);
+	if (likely((e & REGION_DEFAULT_TAG) && fast())) {
 		je_free(ptr);
 		return;
 	}
-	free_slow(ptr, r);
+	free_slow(ptr, (struct tiered_region *)(e & ~REGION_DEFAULT_TAG));
 }
 
 void cfree(void *ptr);
@@ -270,7 +270,7 @@ PUBLIC void *realloc(void *ptr, size_t size)
 	if (r && r->arena != g_default_arena)
 		fl = arena_flags_alloc(r->arena);
 	else if (r)
-		fl = (preload_start() == 0 && !t_internal) ? 0 : MALLOCX_TCACHE_NONE;
+		fl = (preload_start() == 0 && !(t_rt & RT_INTERNAL)) ? 0 : MALLOCX_TCACHE_NONE;
 	else
 		fl = (int)MALLOCX_ARENA(g_pinned_je_arena) | MALLOCX_TCACHE_NONE;
 	void *p = rallocx(ptr, size, fl);

@@ -215,7 +215,7 @@ int arena_destroy(struct tiered_arena *a)
 /* thread_tcache -- this thread's explicit cache for a, or -1 to go uncached */
 static int thread_tcache(struct tiered_arena *a)
 {
-	if (a->id >= TIERED_TLS_TCACHES || t_tc_state == 2 || t_internal)
+	if (a->id >= TIERED_TLS_TCACHES || t_tc_state == 2 || (t_rt & RT_INTERNAL))
 		return -1;
 	struct tls_tc *e = &t_tc[a->id];
 	if (likely(e->gen == a->gen))

@@ -182,13 +182,23 @@ static inline uintptr_t block_addr(const struct tiered_region *r, size_t i)
 
 /* ==== lib/region.c ========================================================= */
 /* Look up the region that contains addr (NULL if none): one load, no lock. */
-extern TIERED_HIDDEN struct tiered_region *_Atomic g_region_map[1UL << (47 - REGION_SHIFT)];
-static inline struct tiered_region *region_lookup(const void *addr)
+/*
+ * Map entries are region pointers with bit 0 set when the region belongs to
+ * the default arena, so the preload library's free() can tell without a
+ * dependent load.
+ */
+#define REGION_DEFAULT_TAG 0x1UL
+extern TIERED_HIDDEN _Atomic uintptr_t g_region_map[1UL << (47 - REGION_SHIFT)];
+static inline uintptr_t region_lookup_raw(const void *addr)
 {
 	uintptr_t a = (uintptr_t)addr;
 	if (unlikely(a >= (1UL << 47)))
-		return NULL;
+		return 0;
 	return atomic_load_explicit(&g_region_map[a >> REGION_SHIFT], memory_order_acquire);
+}
+static inline struct tiered_region *region_lookup(const void *addr)
+{
+	return (struct tiered_region *)(region_lookup_raw(addr) & ~REGION_DEFAULT_TAG);
 }
 /* Reserve a region of at least size bytes for arena; NULL on failure. */
 TIERED_HIDDEN struct tiered_region *region_create(struct tiered_arena *a, size_t size);
@@ -305,8 +315,16 @@ TIERED_HIDDEN int stats_total(int tier, const char *field, uint64_t *out);
 /* Ensure the runtime is initialised; returns 0 or a negative errno. */
 TIERED_HIDDEN int runtime_init(void);
 extern TIERED_HIDDEN _Atomic int g_runtime_state; /* 0 none, 1 running init, 2 ready, 3 failed */
-/* Thread-local: this thread belongs to the runtime; route its allocations to the pinned arena. */
-extern TIERED_HIDDEN __thread int t_internal __attribute__((tls_model("initial-exec")));
+/*
+ * Thread-local runtime state, one word so that the preload library's fast
+ * path is one compare.  RT_INTERNAL: this thread is the runtime's own, or
+ * runs runtime code now; its allocations go to the pinned arena.  RT_BOUND:
+ * (preload library) the thread is bound to the default arena.  Runtime code
+ * sets RT_INTERNAL with `saved = t_rt; t_rt |= RT_INTERNAL; ... t_rt = saved`.
+ */
+#define RT_INTERNAL 0x1
+#define RT_BOUND 0x2
+extern TIERED_HIDDEN __thread int t_rt __attribute__((tls_model("initial-exec")));
 extern TIERED_HIDDEN unsigned g_pinned_je_arena;
 /* Phase 1 only: configuration, the default arena; safe from the first malloc. */
 TIERED_HIDDEN int runtime_init_early(void);

@@ -16,12 +16,15 @@
 
 #include "internal.h"
 
-TIERED_HIDDEN struct tiered_region *_Atomic g_region_map[1UL << (47 - REGION_SHIFT)];
+TIERED_HIDDEN _Atomic uintptr_t g_region_map[1UL << (47 - REGION_SHIFT)];
 
 static void region_publish(struct tiered_region *r, struct tiered_region *v)
 {
+	uintptr_t e = (uintptr_t)v;
+	if (v && v->arena->is_default)
+		e |= REGION_DEFAULT_TAG;
 	for (uintptr_t a = r->base; a < r->base + r->size; a += REGION_ALIGN)
-		atomic_store_explicit(&g_region_map[a >> REGION_SHIFT], v, memory_order_release);
+		atomic_store_explicit(&g_region_map[a >> REGION_SHIFT], e, memory_order_release);
 }
 
 /* region_create -- reserve at least size bytes for arena a; the caller holds a->lock */

@@ -23,7 +23,7 @@
 extern char **environ;
 
 TIERED_HIDDEN _Atomic int g_runtime_state;
-TIERED_HIDDEN __thread int t_internal __attribute__((tls_model("initial-exec")));
+TIERED_HIDDEN __thread int t_rt __attribute__((tls_model("initial-exec")));
 TIERED_HIDDEN __thread int t_in_init __attribute__((tls_model("initial-exec")));
 TIERED_HIDDEN unsigned g_pinned_je_arena = 0; /* jemalloc's arena 0: default hooks, never tiered */
 static pthread_mutex_t g_late_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -101,8 +101,8 @@ int runtime_init_early(void)
 /* late -- topology, the default arena's CXL tier, the placement thread */
 static void late(void)
 {
-	int saved = t_internal;
-	t_internal = 1;
+	int saved = t_rt;
+	t_rt |= RT_INTERNAL;
 	topo_init();
 	char err[512];
 	int node = -1;
@@ -128,7 +128,7 @@ static void late(void)
 		tlog(LOG_INFO, "cxl_node %d also has CPUs: tier bookkeeping only, pages do not move",
 		     node);
 	(void)tierd_start();
-	t_internal = saved;
+	t_rt = saved;
 }
 
 /* runtime_init -- both phases; every public entry point calls it */

@@ -154,11 +154,11 @@ static int text(FILE *out)
 
 int stats_write(FILE *out, bool as_json)
 {
-	int saved = t_internal;
-	t_internal = 1;
+	int saved = t_rt;
+	t_rt |= RT_INTERNAL;
 	int rc = as_json ? json(out) : text(out);
 	fflush(out);
-	t_internal = saved;
+	t_rt = saved;
 	return rc;
 }
 
@@ -168,8 +168,8 @@ void stats_at_exit(void)
 	static _Atomic bool done;
 	if (g_conf.stats_print == 0 || atomic_exchange(&done, true))
 		return;
-	int saved = t_internal;
-	t_internal = 1;
+	int saved = t_rt;
+	t_rt |= RT_INTERNAL;
 	FILE *out = stderr;
 	if (!g_conf.stats_file[0] && g_stats_fd >= 0) {
 		FILE *f = fdopen(g_stats_fd, "w");
@@ -187,5 +187,5 @@ void stats_at_exit(void)
 	stats_write(out, g_conf.stats_print == 2);
 	if (out != stderr)
 		fclose(out);
-	t_internal = saved;
+	t_rt = saved;
 }

@@ -14,7 +14,7 @@
  * moves whatever `used` is at that moment.
  *
  * The thread is the runtime's own: its allocations go to the pinned arena
- * (t_internal) and it never touches application memory.
+ * (RT_INTERNAL in t_rt) and it never touches application memory.
  */
 #include <errno.h>
 #include <signal.h>
@@ -164,8 +164,8 @@ static long pass_locked(struct tiered_arena *a)
 {
 	if (!ATOMIC_LOAD_RELAXED(&a->live) || a->cxl_node < 0)
 		return 0;
-	int saved = t_internal;
-	t_internal = 1;
+	int saved = t_rt;
+	t_rt |= RT_INTERNAL;
 	long moved = 0;
 	ATOMIC_STORE_RELAXED(&a->over_budget, false);
 	size_t cap = count_blocks(a);
@@ -202,7 +202,7 @@ static long pass_locked(struct tiered_arena *a)
 	free(c);
 out:
 	ATOMIC_ADD_RELAXED(&g_passes, 1);
-	t_internal = saved;
+	t_rt = saved;
 	return moved;
 }
 
@@ -232,11 +232,11 @@ int tierd_advise(struct tiered_region *r, uintptr_t a, uintptr_t end, int advice
 	size_t first = block_index(r, a), last = block_index(r, end - 1);
 	size_t cap = last - first + 1, n = 0;
 	int to = -1;
-	int saved = t_internal;
-	t_internal = 1;
+	int saved = t_rt;
+	t_rt |= RT_INTERNAL;
 	struct cand *c = malloc(cap * sizeof *c);
 	if (!c) {
-		t_internal = saved;
+		t_rt = saved;
 		return set_error(-ENOMEM, "tiered_advise: out of memory");
 	}
 	struct policy_budget pb = arena_budget(ar);
@@ -290,14 +290,14 @@ int tierd_advise(struct tiered_region *r, uintptr_t a, uintptr_t end, int advice
 		(void)move_blocks(ar, c, n, to);
 	pthread_mutex_unlock(&g_pass_lock);
 	free(c);
-	t_internal = saved;
+	t_rt = saved;
 	return 0;
 }
 
 static void *tierd_main(void *arg)
 {
 	(void)arg;
-	t_internal = 1;
+	t_rt |= RT_INTERNAL;
 	pthread_mutex_lock(&g_tierd_lock);
 	for (;;) {
 		int ms = CONF_LOAD(g_conf.policy_interval_ms);
@@ -357,10 +357,10 @@ int tierd_start(void)
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	pthread_t tid;
-	int saved = t_internal;
-	t_internal = 1;
+	int saved = t_rt;
+	t_rt |= RT_INTERNAL;
 	int rc = pthread_create(&tid, &at, tierd_main, NULL);
-	t_internal = saved;
+	t_rt = saved;
 	pthread_attr_destroy(&at);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc == 0) {
