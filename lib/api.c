@@ -235,8 +235,11 @@ TIERED_EXPORT void tiered_free(void *ptr)
 	struct tiered_region *r = region_lookup(ptr);
 	if (unlikely(!r)) {
 		/* not ours: freeing it would corrupt another allocator; leak and say so */
+		static _Atomic bool warned;
 		set_error(-EFAULT, "tiered_free: %p is not in a tiered arena", ptr);
-		tlog(LOG_WARN, "tiered_free: %p is not in a tiered arena; ignored", ptr);
+		if (!atomic_exchange(&warned, true))
+			tlog(LOG_WARN,
+			     "tiered_free: %p is not in a tiered arena; ignored (said once)", ptr);
 		return;
 	}
 	dallocx(ptr, arena_flags_free(r->arena));

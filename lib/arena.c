@@ -226,8 +226,10 @@ static int thread_tcache(struct tiered_arena *a)
 		return -1;
 	pthread_mutex_lock(&g_arena_lock);
 	if (e->gen != 0 && g_tc_owner[e->tc].arena == a->id + 1 && g_tc_owner[e->tc].gen == e->gen) {
-		/* should not happen: a live stale entry; release it */
-		g_tc_owner[e->tc].arena = 0;
+		/* a cache of an earlier arena at this index that outlived it: release it */
+		unsigned old = e->tc;
+		(void)mallctl("tcache.destroy", NULL, NULL, &old, sizeof old);
+		g_tc_owner[old].arena = 0;
 	}
 	g_tc_owner[tc].arena = (uint16_t)(a->id + 1);
 	g_tc_owner[tc].gen = a->gen;
