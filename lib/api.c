@@ -31,13 +31,6 @@ TIERED_EXPORT const char *tiered_version_string(void)
 	return STR(TIERED_VERSION_MAJOR) "." STR(TIERED_VERSION_MINOR) "." STR(TIERED_VERSION_PATCH);
 }
 
-static inline int ensure_runtime(void)
-{
-	if (likely(ATOMIC_LOAD_ACQUIRE(&g_runtime_state) == 2))
-		return runtime_init(); /* cheap once both phases ran */
-	return runtime_init();
-}
-
 /* ---- attributes ---------------------------------------------------------- */
 
 TIERED_EXPORT int tiered_attr_create(tiered_attr_t **attrp)
@@ -45,7 +38,7 @@ TIERED_EXPORT int tiered_attr_create(tiered_attr_t **attrp)
 	clear_error();
 	if (!attrp)
 		return set_error(-EINVAL, "tiered_attr_create: attrp is NULL");
-	int rc = ensure_runtime();
+	int rc = runtime_init();
 	if (rc < 0)
 		return rc;
 	tiered_attr_t *at = malloc(sizeof *at);
@@ -140,7 +133,7 @@ TIERED_EXPORT int tiered_arena_create(tiered_arena_t **arenap, const tiered_attr
 	clear_error();
 	if (!arenap)
 		return set_error(-EINVAL, "tiered_arena_create: arenap is NULL");
-	int rc = ensure_runtime();
+	int rc = runtime_init();
 	if (rc < 0)
 		return rc;
 	struct tiered_arena *a;
@@ -175,7 +168,7 @@ TIERED_EXPORT unsigned tiered_arena_id(const tiered_arena_t *arena)
 
 static struct tiered_arena *arena_or_default(tiered_arena_t *a)
 {
-	if (unlikely(ensure_runtime() < 0))
+	if (unlikely(runtime_init() < 0))
 		return NULL;
 	if (!a)
 		return g_default_arena;
@@ -287,7 +280,7 @@ TIERED_EXPORT int tiered_advise(void *addr, size_t len, int advice)
 				 advice);
 	if (!addr || len == 0)
 		return set_error(-EINVAL, "tiered_advise: empty range");
-	int rc = ensure_runtime();
+	int rc = runtime_init();
 	if (rc < 0)
 		return rc;
 	uintptr_t a = (uintptr_t)addr, end;
@@ -331,7 +324,7 @@ TIERED_EXPORT int tiered_stats_print(FILE *out, const char *format)
 	else
 		return set_error(-EINVAL, "tiered_stats_print: format '%s': expected text or json",
 				 format);
-	int rc = ensure_runtime();
+	int rc = runtime_init();
 	if (rc < 0)
 		return rc;
 	return stats_write(out ? out : stderr, json);

@@ -9,6 +9,13 @@
  */
 #include "internal.h"
 
+/* span -- bytes of [addr, end) that fall in block i, which holds addr */
+static inline size_t span(const struct tiered_region *r, size_t i, uintptr_t addr, uintptr_t end)
+{
+	uintptr_t bend = block_addr(r, i) + ((size_t)1 << r->block_shift);
+	return (end < bend ? end : bend) - addr;
+}
+
 /* block_commit_locked -- bytes of [addr, addr+len) become committed */
 void block_commit_locked(struct tiered_region *r, uintptr_t addr, size_t len)
 {
@@ -16,8 +23,7 @@ void block_commit_locked(struct tiered_region *r, uintptr_t addr, size_t len)
 	size_t bs = (size_t)1 << r->block_shift;
 	uintptr_t end = addr + len;
 	for (size_t i = block_index(r, addr); addr < end; i++) {
-		uintptr_t bend = block_addr(r, i) + bs;
-		size_t n = (end < bend ? end : bend) - addr;
+		size_t n = span(r, i, addr, end);
 		struct tiered_block *b = &r->blocks[i];
 		if (b->used == 0) {
 			struct policy_budget pb = arena_budget(a);
@@ -49,18 +55,15 @@ void block_commit_locked(struct tiered_region *r, uintptr_t addr, size_t len)
 /* block_decommit_locked -- bytes of [addr, addr+len) are given back */
 void block_decommit_locked(struct tiered_region *r, uintptr_t addr, size_t len)
 {
-	struct tiered_arena *a = r->arena;
-	size_t bs = (size_t)1 << r->block_shift;
 	uintptr_t end = addr + len;
 	for (size_t i = block_index(r, addr); addr < end; i++) {
-		uintptr_t bend = block_addr(r, i) + bs;
-		size_t n = (end < bend ? end : bend) - addr;
+		size_t n = span(r, i, addr, end), m = n;
 		struct tiered_block *b = &r->blocks[i];
-		if (n > b->used)
-			n = b->used; /* never underflow, even for a range jemalloc gives twice */
-		b->used -= (uint32_t)n;
-		arena_account(a, b->tier, BLK_FREE, n);
-		addr = bend < end ? bend : end;
+		if (m > b->used)
+			m = b->used; /* never underflow, even for a range jemalloc gives twice */
+		b->used -= (uint32_t)m;
+		arena_account(r->arena, b->tier, BLK_FREE, m);
+		addr += n;
 	}
 }
 

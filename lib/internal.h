@@ -297,8 +297,7 @@ TIERED_HIDDEN void tierd_unlock_passes(void);
 TIERED_HIDDEN void tierd_postfork_parent(void);
 TIERED_HIDDEN void tierd_restart_if_forked(void);
 extern TIERED_HIDDEN _Atomic uint64_t g_passes, g_busy_pages;
-/* One pass over one arena: demotions and promotions. Returns blocks moved. */
-TIERED_HIDDEN long tierd_pass(struct tiered_arena *a);
+/* One pass over every arena: promotions, then demotions. Returns blocks moved. */
 TIERED_HIDDEN long tierd_pass_all(void);
 /* Apply an advice to [addr, addr+len); the caller checked the range. */
 TIERED_HIDDEN int tierd_advise(struct tiered_region *r, uintptr_t a, uintptr_t end, int advice);

@@ -63,17 +63,25 @@ int stats_total(int tier, const char *field, uint64_t *out)
 	return 0;
 }
 
-static void tier_json(FILE *out, const struct tiered_arena *a, int tier)
+#define NFIELDS 8
+/* tier_values -- every field of a tier, of arena a or (a NULL) summed over arenas */
+static void tier_values(const struct tiered_arena *a, int tier, uint64_t v[NFIELDS])
 {
-	uint64_t v;
-	fprintf(out, "\"%s\":{", tier_names[tier]);
 	for (int f = 0; fields[f]; f++) {
 		if (a)
-			stats_field(a, tier, fields[f], &v);
+			stats_field(a, tier, fields[f], &v[f]);
 		else
-			stats_total(tier, fields[f], &v);
-		fprintf(out, "%s\"%s\":%llu", f ? "," : "", fields[f], (unsigned long long)v);
+			stats_total(tier, fields[f], &v[f]);
 	}
+}
+
+static void tier_json(FILE *out, const struct tiered_arena *a, int tier)
+{
+	uint64_t v[NFIELDS];
+	tier_values(a, tier, v);
+	fprintf(out, "\"%s\":{", tier_names[tier]);
+	for (int f = 0; fields[f]; f++)
+		fprintf(out, "%s\"%s\":%llu", f ? "," : "", fields[f], (unsigned long long)v[f]);
 	fputc('}', out);
 }
 
@@ -112,13 +120,8 @@ static int json(FILE *out)
 
 static void tier_text(FILE *out, const struct tiered_arena *a, int tier)
 {
-	uint64_t v[8];
-	for (int f = 0; fields[f]; f++) {
-		if (a)
-			stats_field(a, tier, fields[f], &v[f]);
-		else
-			stats_total(tier, fields[f], &v[f]);
-	}
+	uint64_t v[NFIELDS];
+	tier_values(a, tier, v);
 	fprintf(out,
 		"  %-4s resident %10.1f MiB  peak %10.1f MiB  limit %10.1f MiB  blocks placed %8llu  "
 		"demotions %8llu  promotions %8llu\n",

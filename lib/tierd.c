@@ -206,14 +206,6 @@ out:
 	return moved;
 }
 
-long tierd_pass(struct tiered_arena *a)
-{
-	pthread_mutex_lock(&g_pass_lock);
-	long moved = pass_locked(a);
-	pthread_mutex_unlock(&g_pass_lock);
-	return moved;
-}
-
 long tierd_pass_all(void)
 {
 	long moved = 0;
