@@ -42,14 +42,32 @@ static void commit_range(void *addr, size_t len)
 		tierd_kick();
 }
 
-static void decommit_range(void *addr, size_t len)
+/*
+ * drop_range -- drop the pages of [addr, addr+len) and account them as given
+ * back (account) or only purged.  In a region registered with userfaultfd
+ * the drop happens under the region lock, so that a fault thread cannot
+ * install a fetched block's old bytes between the drop and the bookkeeping
+ * (block_decommit_locked).  Returns false when madvise fails.
+ */
+static bool drop_range(void *addr, size_t len, bool account)
 {
 	struct tiered_region *r = region_lookup(addr);
-	if (!r)
-		return;
+	if (!r || !ATOMIC_LOAD_ACQUIRE(&r->uffd)) {
+		if (madvise(addr, len, MADV_DONTNEED) != 0)
+			return false;
+		if (!r || !account)
+			return true; /* nothing remote can hold these bytes */
+		pthread_mutex_lock(&r->lock);
+		block_decommit_locked(r, (uintptr_t)addr, len, true);
+		pthread_mutex_unlock(&r->lock);
+		return true;
+	}
 	pthread_mutex_lock(&r->lock);
-	block_decommit_locked(r, (uintptr_t)addr, len);
+	bool ok = madvise(addr, len, MADV_DONTNEED) == 0;
+	if (ok)
+		block_decommit_locked(r, (uintptr_t)addr, len, account);
 	pthread_mutex_unlock(&r->lock);
+	return ok;
 }
 
 static void *hook_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_t alignment,
@@ -74,10 +92,8 @@ static void hook_destroy(extent_hooks_t *h, void *addr, size_t size, bool commit
 			 unsigned arena_ind)
 {
 	(void)h, (void)arena_ind;
-	if (committed) {
-		(void)madvise(addr, size, MADV_DONTNEED);
-		decommit_range(addr, size);
-	}
+	if (committed)
+		(void)drop_range(addr, size, true);
 }
 
 static bool hook_commit(extent_hooks_t *h, void *addr, size_t size, size_t offset, size_t length,
@@ -92,10 +108,7 @@ static bool hook_decommit(extent_hooks_t *h, void *addr, size_t size, size_t off
 			  size_t length, unsigned arena_ind)
 {
 	(void)h, (void)size, (void)arena_ind;
-	if (madvise((char *)addr + offset, length, MADV_DONTNEED) != 0)
-		return true;
-	decommit_range((char *)addr + offset, length);
-	return false;
+	return !drop_range((char *)addr + offset, length, true);
 }
 
 static bool hook_purge_forced(extent_hooks_t *h, void *addr, size_t size, size_t offset,
@@ -103,7 +116,7 @@ static bool hook_purge_forced(extent_hooks_t *h, void *addr, size_t size, size_t
 {
 	(void)h, (void)size, (void)arena_ind;
 	/* pages go, the range stays committed (and counted) in jemalloc's view */
-	return madvise((char *)addr + offset, length, MADV_DONTNEED) != 0;
+	return !drop_range((char *)addr + offset, length, false);
 }
 
 static bool hook_split(extent_hooks_t *h, void *addr, size_t size, size_t size_a, size_t size_b,

@@ -52,6 +52,7 @@ TIERED_EXPORT const char *tiered_version_string(void);
 enum tiered_tier {
 	TIERED_TIER_DRAM = 0,
 	TIERED_TIER_CXL = 1,
+	TIERED_TIER_REMOTE = 2, /* memory servers (tieredd) */
 	TIERED_TIER_COUNT
 };
 

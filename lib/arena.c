@@ -205,7 +205,7 @@ int arena_destroy(struct tiered_arena *a)
 	if (a->hooks)
 		hooks_free(a->hooks);
 	a->hooks = NULL;
-	for (int t = 0; t < 3; t++)
+	for (int t = 0; t < BLK_NTIERS; t++)
 		ATOMIC_STORE_RELAXED(&a->bytes[t], 0);
 	pthread_mutex_unlock(&g_arena_lock);
 	tierd_unlock_passes();

@@ -21,6 +21,8 @@
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const stats_modes[] = {"none", "text", "json", NULL};
+static const char *const wait_modes[] = {"poll", "spin", NULL};
+static const char *const spawn_providers[] = {"tcp", "shm", NULL};
 
 #define OFF(f) offsetof(struct tiered_conf, f)
 
@@ -54,6 +56,32 @@ TIERED_HIDDEN const struct conf_def g_conf_defs[] = {
 	 "statistics written at exit: none, text or json"},
 	{"stats_file", CONF_STRING, "", 0, CONF_STRING_MAX - 1, NULL, CONF_RUNTIME,
 	 OFF(stats_file), "file the exit statistics go to (empty: stderr)"},
+	{"remote", CONF_REMOTE, "spawn", 0, CONF_STRING_MAX - 1, NULL, 0, OFF(remote),
+	 "remote spill tier: none; spawn (a private tieredd on 127.0.0.1, started when the first "
+	 "block must go remote, ended with the process); or provider://host:port (provider tcp, "
+	 "shm or verbs)"},
+	{"secret_file", CONF_STRING, "", 0, CONF_STRING_MAX - 1, NULL, 0, OFF(secret_file),
+	 "file holding the shared secret of the memory servers named by remote (not needed for "
+	 "spawn)"},
+	{"fault_threads", CONF_INT, "1", 1, 16, NULL, 0, OFF(fault_threads),
+	 "threads that serve page faults on evicted blocks"},
+	{"fault_wait", CONF_ENUM, "poll", 0, 1, wait_modes, 0, OFF(fault_wait),
+	 "how fault threads wait for faults: poll (sleep in poll(2)) or spin (busy-wait, lower "
+	 "latency, one core per thread)"},
+	{"prefetch", CONF_INT, "4", 0, 64, NULL, CONF_RUNTIME, OFF(prefetch),
+	 "blocks fetched ahead when faults follow a sequential or strided pattern; 0 turns the "
+	 "prefetcher off"},
+	{"evict_batch", CONF_INT, "8", 1, 64, NULL, CONF_RUNTIME, OFF(evict_batch),
+	 "blocks written back to the remote tier together"},
+	{"lease_size", CONF_SIZE, "64M", 2 << 20, 1LL << 40, NULL, 0, OFF(lease_size),
+	 "remote memory asked of a server at a time"},
+	{"spawn_capacity", CONF_SIZE, "4G", 2 << 20, 1LL << 50, NULL, 0, OFF(spawn_capacity),
+	 "capacity of the tieredd that remote=spawn starts (bytes or % of physical memory)"},
+	{"spawn_provider", CONF_ENUM, "tcp", 0, 1, spawn_providers, 0, OFF(spawn_provider),
+	 "libfabric provider between the process and the tieredd that remote=spawn starts: tcp "
+	 "or shm"},
+	{"tieredd_path", CONF_STRING, "", 0, CONF_STRING_MAX - 1, NULL, 0, OFF(tieredd_path),
+	 "tieredd program that remote=spawn runs (empty: the installed one, or the build tree's)"},
 };
 TIERED_HIDDEN const size_t g_conf_ndefs = sizeof(g_conf_defs) / sizeof(g_conf_defs[0]);
 TIERED_HIDDEN struct tiered_conf g_conf;
@@ -246,6 +274,10 @@ int conf_set(struct tiered_conf *c, const struct conf_def *d, const char *val, s
 		snprintf(err, errlen, "%s: invalid value '%.*s': expected one of %s", d->name, (int)vlen,
 			 val, allowed);
 		return -EINVAL;
+	case CONF_REMOTE:
+		if (remote_check_spec(val, vlen, err, errlen) < 0)
+			return -EINVAL;
+		/* fall through */
 	case CONF_STRING:
 		if (vlen > (size_t)d->max) {
 			snprintf(err, errlen, "%s: value is %zu characters long: at most %lld allowed",
@@ -382,6 +414,7 @@ void conf_format(const struct tiered_conf *c, const struct conf_def *d, char *bu
 		snprintf(buf, len, "%s", d->choices[*(const int *)field]);
 		return;
 	case CONF_STRING:
+	case CONF_REMOTE:
 		snprintf(buf, len, "%s", field);
 		return;
 	}

@@ -33,6 +33,8 @@ static int tier_of(const char *s, size_t len)
 		return TIERED_TIER_DRAM;
 	if (len == 3 && memcmp(s, "cxl", 3) == 0)
 		return TIERED_TIER_CXL;
+	if (len == 6 && memcmp(s, "remote", 6) == 0)
+		return TIERED_TIER_REMOTE;
 	return -1;
 }
 
@@ -44,7 +46,7 @@ static int ctl_tier_field(const char *name, const char *rest, struct tiered_aren
 	int tier = dot ? tier_of(rest, (size_t)(dot - rest)) : -1;
 	uint64_t v;
 	if (tier < 0)
-		return set_error(-ENOENT, "%s: unknown tier: expected dram or cxl", name);
+		return set_error(-ENOENT, "%s: unknown tier: expected dram, cxl or remote", name);
 	if (newp)
 		return set_error(-EPERM, "%s: statistics are read-only", name);
 	int rc = a ? stats_field(a, tier, dot + 1, &v) : stats_total(tier, dot + 1, &v);
@@ -52,7 +54,9 @@ static int ctl_tier_field(const char *name, const char *rest, struct tiered_aren
 		return set_error(-ENOENT,
 				 "%s: unknown field '%s': expected resident_bytes, peak_bytes, "
 				 "limit_bytes, allocations, demotions, promotions, demoted_bytes or "
-				 "promoted_bytes",
+				 "promoted_bytes (remote: resident_bytes, peak_bytes, zero_bytes, "
+				 "evictions, evicted_bytes, clean_drops, zero_evictions, evict_aborts, "
+				 "fetches, fetched_bytes or prefetches)",
 				 name, dot + 1);
 	return out_value(name, oldp, oldlenp, &v, sizeof v);
 }

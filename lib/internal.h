@@ -56,7 +56,10 @@ TIERED_HIDDEN int set_error(int err, const char *fmt, ...) __attribute__((format
 TIERED_HIDDEN void clear_error(void);
 
 /* ==== lib/conf.c =========================================================== */
-enum conf_type { CONF_SIZE, CONF_INT, CONF_NODE, CONF_BOOL, CONF_ENUM, CONF_STRING, CONF_PERCENT };
+enum conf_type {
+	CONF_SIZE, CONF_INT, CONF_NODE, CONF_BOOL, CONF_ENUM, CONF_STRING, CONF_PERCENT,
+	CONF_REMOTE /* a string: none, spawn, or provider://host:port[;...] */
+};
 #define CONF_ARENA 0x1	 /* also an arena attribute (tiered_attr_set) */
 #define CONF_RUNTIME 0x2 /* writable through tiered_ctl("opt.<key>") */
 
@@ -77,6 +80,17 @@ struct tiered_conf {
 	int log_level;		   /* enum log_level */
 	int stats_print;	   /* 0 none, 1 text, 2 json */
 	char stats_file[CONF_STRING_MAX];
+	/* remote tier (process-wide) */
+	char remote[CONF_STRING_MAX];	   /* "none", "spawn", or servers */
+	char secret_file[CONF_STRING_MAX]; /* shared secret of listed servers */
+	int fault_threads;		   /* userfaultfd handler threads */
+	int fault_wait;			   /* 0 poll, 1 spin */
+	int prefetch;			   /* blocks fetched ahead on a detected stride */
+	int evict_batch;		   /* blocks written back together */
+	size_t lease_size;		   /* bytes asked of the server at a time */
+	size_t spawn_capacity;		   /* capacity of a spawned tieredd */
+	int spawn_provider;		   /* 0 tcp, 1 shm */
+	char tieredd_path[CONF_STRING_MAX]; /* spawn: the server program ("": found) */
 };
 
 struct conf_def {
@@ -133,13 +147,29 @@ struct move_range { void *addr; size_t len; };
 TIERED_HIDDEN long numa_move_ranges(const struct move_range *r, size_t n, int node, long *busy);
 
 /* ==== lib/block.c ========================================================== */
-/* Tier of a block: where its bytes live. */
-enum block_tier { BLK_FREE = 0, BLK_DRAM = 1, BLK_CXL = 2 };
+/*
+ * Tier of a block: where its bytes live.  REMOTE: in the block's remote slot
+ * (the local pages are gone); ZERO: the block held only zeros when it was
+ * evicted, nothing was sent, and it comes back as zero pages.
+ */
+enum block_tier { BLK_FREE = 0, BLK_DRAM = 1, BLK_CXL = 2, BLK_REMOTE = 3, BLK_ZERO = 4 };
+#define BLK_NTIERS 5
+static inline bool blk_local(int tier)
+{
+	return tier == BLK_DRAM || tier == BLK_CXL;
+}
 #define BLK_HINT_HOT 0x1
 #define BLK_HINT_COLD 0x2
 #define BLK_HINT_PIN 0x4
 #define BLK_HINT_STREAMING 0x8
 #define BLK_INFLIGHT 0x80 /* being migrated by the policy thread */
+
+/* Remote-tier state of a block (struct tiered_block.state); see lib/fault.c. */
+#define BLK_S_CLEAN 0x01    /* the remote slot holds the current bytes (not written since) */
+#define BLK_S_WP 0x02	    /* the block's pages are write-protected (userfaultfd) */
+#define BLK_S_EVICTING 0x04 /* being written back; a write or page-in sets ABORT */
+#define BLK_S_ABORT 0x08    /* the eviction in progress must not drop the pages */
+#define BLK_S_FETCHING 0x10 /* being read back by a fault thread */
 
 /* One descriptor per block; guarded by its region's lock. */
 struct tiered_block {
@@ -147,7 +177,9 @@ struct tiered_block {
 	uint32_t birth; /* allocation epoch: lower is older */
 	uint8_t tier;	/* enum block_tier */
 	uint8_t hint;	/* BLK_HINT_* and BLK_INFLIGHT */
-	uint8_t pad[6];
+	uint8_t state;	/* BLK_S_* */
+	uint8_t pad;
+	uint32_t slot;	/* remote slot + 1 (lib/remote.c), 0: none */
 };
 
 struct tiered_arena;
@@ -164,11 +196,13 @@ struct tiered_region {
 	struct tiered_arena *arena;
 	pthread_mutex_t lock;	      /* blocks */
 	struct tiered_region *next;   /* arena's list, guarded by arena->lock */
+	_Atomic bool uffd;	      /* registered with the userfaultfd (lib/fault.c) */
 };
 
 /* Account for bytes [addr, addr+len) becoming committed / decommitted. Region lock held. */
 TIERED_HIDDEN void block_commit_locked(struct tiered_region *r, uintptr_t addr, size_t len);
-TIERED_HIDDEN void block_decommit_locked(struct tiered_region *r, uintptr_t addr, size_t len);
+TIERED_HIDDEN void block_decommit_locked(struct tiered_region *r, uintptr_t addr, size_t len,
+					 bool account);
 /* Change a block's tier and move its accounting. Region lock held. */
 TIERED_HIDDEN void block_set_tier_locked(struct tiered_region *r, size_t i, int tier);
 static inline size_t block_index(const struct tiered_region *r, uintptr_t a)
@@ -224,13 +258,20 @@ struct tiered_arena {
 	pthread_mutex_t lock; /* regions list and every region's bump */
 	struct tiered_region *regions;
 	/* Accounting, bytes committed per tier (index enum block_tier). */
-	_Atomic uint64_t bytes[3];
-	_Atomic uint64_t peak[3];
-	_Atomic uint64_t allocs[3];   /* blocks placed on the tier when new */
+	_Atomic uint64_t bytes[BLK_NTIERS];
+	_Atomic uint64_t peak[BLK_NTIERS];
+	_Atomic uint64_t allocs[BLK_NTIERS]; /* blocks placed on the tier when new */
 	_Atomic uint64_t demotions;   /* blocks moved DRAM -> CXL */
 	_Atomic uint64_t promotions;  /* blocks moved CXL -> DRAM */
 	_Atomic uint64_t demoted_bytes, promoted_bytes;
 	_Atomic uint64_t move_failures;
+	/* remote tier (lib/evict.c, lib/fault.c) */
+	_Atomic uint64_t evictions, evicted_bytes; /* blocks written back and dropped */
+	_Atomic uint64_t clean_drops;		   /* dropped with no write: remote copy current */
+	_Atomic uint64_t zero_evictions;	   /* dropped with no write: all zeros */
+	_Atomic uint64_t fetches, fetched_bytes;   /* blocks read back on a fault */
+	_Atomic uint64_t prefetches;		   /* of which fetched ahead of a fault */
+	_Atomic uint64_t evict_aborts;		   /* written during write-back: kept */
 	_Atomic uint32_t epoch;	      /* allocation age clock */
 	_Atomic bool over_budget_warned;
 	_Atomic bool over_budget;     /* set by hooks, cleared by the policy pass */
@@ -280,9 +321,13 @@ TIERED_HIDDEN bool policy_over_high(const struct policy_budget *b);
 /* Bytes to demote now to bring DRAM to its low watermark (0: none). */
 TIERED_HIDDEN uint64_t policy_demote_goal(const struct policy_budget *b);
 /* May this block be demoted, and how cold is it (higher = colder = first). */
-struct policy_block { uint8_t tier, hint; uint32_t used, birth; };
+struct policy_block { uint8_t tier, hint, state; uint32_t used, birth; };
 TIERED_HIDDEN bool policy_demotable(const struct policy_block *blk);
 TIERED_HIDDEN uint64_t policy_coldness(const struct policy_block *blk, uint32_t now);
+/* Bytes to evict to the remote tier from the lowest local tier (CXL if any, else DRAM). */
+TIERED_HIDDEN uint64_t policy_evict_goal(const struct policy_budget *b);
+/* May this block be evicted from tier victim? */
+TIERED_HIDDEN bool policy_evictable(const struct policy_block *blk, int victim);
 /* Should a CXL block be promoted (hint HOT/PIN/WILLNEED) given room on DRAM. */
 TIERED_HIDDEN bool policy_promotable(const struct policy_budget *b, const struct policy_block *blk);
 
@@ -301,6 +346,88 @@ extern TIERED_HIDDEN _Atomic uint64_t g_passes, g_busy_pages;
 TIERED_HIDDEN long tierd_pass_all(void);
 /* Apply an advice to [addr, addr+len); the caller checked the range. */
 TIERED_HIDDEN int tierd_advise(struct tiered_region *r, uintptr_t a, uintptr_t end, int advice);
+
+/* ==== lib/remote.c: the remote tier's client side ========================= */
+/* Validate a `remote` value: none, spawn, or provider://host:port[;...]. No allocation. */
+TIERED_HIDDEN int remote_check_spec(const char *s, size_t len, char *err, size_t errlen);
+/* Is a remote tier configured and not given up on (unreachable, no userfaultfd)? */
+TIERED_HIDDEN bool remote_wanted(void);
+/* Bring the remote tier up (spawn or connect; start fault threads). 0 when up. Runtime threads only. */
+TIERED_HIDDEN int remote_ensure(void);
+TIERED_HIDDEN bool remote_is_up(void);
+/*
+ * Slots: the remote home of one block, len bytes (a power of two, at most
+ * 2 MiB) aligned to len inside a lease.  A slot id is the 4 KiB page number
+ * of its first byte in this client's lease space, plus one (0 is "none").
+ * remote_slot_alloc may ask the server for a lease (runtime threads only);
+ * remote_slot_free takes only a leaf lock and may run in a hook.
+ */
+TIERED_HIDDEN int remote_slot_alloc(size_t len, uint32_t *slot);
+TIERED_HIDDEN void remote_slot_free(uint32_t slot, size_t len);
+/* Is the server holding slot still there? */
+TIERED_HIDDEN bool remote_slot_live(uint32_t slot);
+/* One runtime thread's transfer context: channels to every server and a staging buffer. */
+struct rio;
+TIERED_HIDDEN struct rio *rio_open(size_t staging_bytes);
+TIERED_HIDDEN void *rio_buf(struct rio *io);
+/* One transfer of the staging bytes [off, off+len) to or from slot. */
+struct rio_item {
+	uint32_t slot;
+	size_t off, len;
+	int status; /* out: 0 or a negative errno */
+};
+/*
+ * Write (delivered before it completes) or read n items; done(i, arg) is
+ * called as each completes, in completion order.  Returns 0 when every item
+ * succeeded, else the first error.
+ */
+TIERED_HIDDEN int rio_write(struct rio *io, struct rio_item *it, size_t n,
+			    void (*done)(size_t i, void *arg), void *arg);
+TIERED_HIDDEN int rio_read(struct rio *io, struct rio_item *it, size_t n,
+			   void (*done)(size_t i, void *arg), void *arg);
+/* Printable name of the server that holds slot (for messages). */
+TIERED_HIDDEN const char *remote_server_of(uint32_t slot);
+/* Stats: JSON members of the "remote" object (without braces). */
+TIERED_HIDDEN void remote_stats_json(FILE *out);
+TIERED_HIDDEN void remote_stats_text(FILE *out);
+TIERED_HIDDEN void remote_forked_child(void);
+extern TIERED_HIDDEN _Atomic uint64_t g_remote_bytes_written, g_remote_bytes_read;
+
+/* ==== lib/fault.c: userfaultfd ============================================= */
+/* Process exit status when a block's only copy is lost with its server. */
+#define TIERED_EXIT_REMOTE_LOST 113
+/* Open the userfaultfd; 0, or -EPERM etc. with why filled (what an administrator grants). */
+TIERED_HIDDEN int fault_init(char *why, size_t len);
+TIERED_HIDDEN int fault_start_threads(void);
+/* Register a region for MISSING and WP faults (once). */
+TIERED_HIDDEN int fault_register(struct tiered_region *r);
+TIERED_HIDDEN bool fault_active(void);
+/* Write-protect or unprotect [addr, addr+len); wake waiters when unprotecting. */
+TIERED_HIDDEN int fault_wp(uintptr_t addr, size_t len, bool protect);
+TIERED_HIDDEN void fault_wake(uintptr_t addr, size_t len);
+/*
+ * A hook gives back [addr, addr+len) of a block that is not local (REMOTE,
+ * ZERO, or being fetched): map zero pages there so that a later page-in of
+ * the block cannot bring old bytes back.  Region lock held.
+ */
+TIERED_HIDDEN void fault_zero_range_locked(struct tiered_region *r, uintptr_t addr, size_t len);
+/* tiered_advise(WILLNEED): queue the remote blocks of [a, end) for fetching. */
+TIERED_HIDDEN void fault_willneed(struct tiered_region *r, uintptr_t a, uintptr_t end);
+/* Fetch every remote block back (before fork). */
+TIERED_HIDDEN void fault_pagein_all(void);
+TIERED_HIDDEN void fault_forked_child(void);
+/* Region destruction waits for fault threads to leave the region. */
+TIERED_HIDDEN void fault_quiesce_begin(void);
+TIERED_HIDDEN void fault_quiesce_end(void);
+extern TIERED_HIDDEN _Atomic uint64_t g_missing_faults, g_wp_faults, g_zero_fills;
+
+/* ==== lib/evict.c: write-back and drop ===================================== */
+struct evict_cand {
+	struct tiered_region *r;
+	size_t i;
+};
+/* Evict the (in-flight marked) blocks c[0..n); returns blocks that left local memory. */
+TIERED_HIDDEN long evict_blocks(struct tiered_arena *a, struct evict_cand *c, size_t n);
 
 /* ==== lib/stats.c ========================================================== */
 TIERED_HIDDEN int stats_write(FILE *out, bool json);

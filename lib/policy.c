@@ -60,11 +60,41 @@ uint64_t policy_demote_goal(const struct policy_budget *b)
 	return goal;
 }
 
+/*
+ * policy_evict_goal -- bytes to send to the remote tier.  The victim is the
+ * lowest local tier: CXL when there is one (and it has a limit), else DRAM.
+ * The same watermarks as demotion apply, to the victim tier's limit: start
+ * when one more block would pass the high mark, stop at the low mark.
+ */
+uint64_t policy_evict_goal(const struct policy_budget *b)
+{
+	uint64_t used = b->has_cxl ? b->cxl_used : b->dram_used;
+	uint64_t limit = b->has_cxl ? b->cxl_limit : b->dram_limit;
+	if (limit == 0 || used + b->block_bytes <= pct_of(limit, b->high_watermark_pct))
+		return 0;
+	int lowp = b->low_watermark_pct < b->high_watermark_pct ? b->low_watermark_pct
+								 : b->high_watermark_pct;
+	uint64_t low = pct_of(limit, lowp);
+	if (used + b->block_bytes <= low)
+		return 0;
+	uint64_t goal = used + b->block_bytes - low;
+	return goal > used ? used : goal;
+}
+
+/* policy_evictable -- a used block of the victim tier, not pinned, hot, or moving */
+bool policy_evictable(const struct policy_block *blk, int victim)
+{
+	return blk->tier == victim && blk->used > 0 &&
+	       !(blk->hint & (BLK_HINT_PIN | BLK_HINT_HOT | BLK_INFLIGHT)) &&
+	       !(blk->state & (BLK_S_EVICTING | BLK_S_FETCHING));
+}
+
 /* policy_demotable -- a used DRAM block that is not pinned, hot or in flight */
 bool policy_demotable(const struct policy_block *blk)
 {
 	return blk->tier == BLK_DRAM && blk->used > 0 &&
-	       !(blk->hint & (BLK_HINT_PIN | BLK_HINT_HOT | BLK_INFLIGHT));
+	       !(blk->hint & (BLK_HINT_PIN | BLK_HINT_HOT | BLK_INFLIGHT)) &&
+	       !(blk->state & (BLK_S_EVICTING | BLK_S_FETCHING));
 }
 
 /*

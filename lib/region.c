@@ -74,7 +74,12 @@ struct tiered_region *region_create(struct tiered_arena *a, size_t size)
 /* region_destroy -- unmap a region and its table; the caller unlinked it */
 void region_destroy(struct tiered_region *r)
 {
+	fault_quiesce_begin(); /* no fault thread is inside this region */
 	region_publish(r, NULL);
+	fault_quiesce_end();
+	for (size_t i = 0; i < r->nblocks; i++)
+		if (r->blocks[i].slot)
+			remote_slot_free(r->blocks[i].slot, (size_t)1 << r->block_shift);
 	munmap((void *)r->base, r->size);
 	munmap(r, sizeof(struct tiered_region) + r->nblocks * sizeof(struct tiered_block));
 }

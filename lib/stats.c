@@ -14,13 +14,44 @@
 
 #include "internal.h"
 
-static const char *const tier_names[] = {"dram", "cxl"};
+static const char *const tier_names[] = {"dram", "cxl", "remote"};
 
-/* stats_tier -- one field of one tier of arena a, by name; -ENOENT if unknown */
+/* remote_field -- a field of the remote tier of arena m */
+static int remote_field(struct tiered_arena *m, const char *field, uint64_t *out)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} f[] = {
+#define F(x) {#x, offsetof(struct tiered_arena, x)}
+		F(evictions), F(evicted_bytes), F(clean_drops), F(zero_evictions),
+		F(evict_aborts), F(fetches), F(fetched_bytes), F(prefetches),
+#undef F
+	};
+	if (strcmp(field, "resident_bytes") == 0)
+		*out = ATOMIC_LOAD_RELAXED(&m->bytes[BLK_REMOTE]);
+	else if (strcmp(field, "peak_bytes") == 0)
+		*out = ATOMIC_LOAD_RELAXED(&m->peak[BLK_REMOTE]);
+	else if (strcmp(field, "zero_bytes") == 0)
+		*out = ATOMIC_LOAD_RELAXED(&m->bytes[BLK_ZERO]);
+	else {
+		for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+			if (strcmp(field, f[i].name) == 0) {
+				*out = ATOMIC_LOAD_RELAXED((_Atomic uint64_t *)((char *)m + f[i].off));
+				return 0;
+			}
+		return -ENOENT;
+	}
+	return 0;
+}
+
+/* stats_field -- one field of one tier of arena a, by name; -ENOENT if unknown */
 int stats_field(const struct tiered_arena *a, int tier, const char *field, uint64_t *out)
 {
 	int bt = tier == TIERED_TIER_DRAM ? BLK_DRAM : BLK_CXL;
 	struct tiered_arena *m = (struct tiered_arena *)a;
+	if (tier == TIERED_TIER_REMOTE)
+		return remote_field(m, field, out);
 	if (strcmp(field, "resident_bytes") == 0)
 		*out = ATOMIC_LOAD_RELAXED(&m->bytes[bt]);
 	else if (strcmp(field, "peak_bytes") == 0)
@@ -46,6 +77,14 @@ int stats_field(const struct tiered_arena *a, int tier, const char *field, uint6
 static const char *const fields[] = {"resident_bytes", "peak_bytes",	"limit_bytes",
 				     "allocations",    "demotions",	"promotions",
 				     "demoted_bytes",  "promoted_bytes", NULL};
+static const char *const remote_fields[] = {
+	"resident_bytes", "peak_bytes", "zero_bytes", "evictions",     "evicted_bytes", "clean_drops",
+	"zero_evictions", "evict_aborts", "fetches",  "fetched_bytes", "prefetches",	NULL};
+
+static const char *const *fields_of(int tier)
+{
+	return tier == TIERED_TIER_REMOTE ? remote_fields : fields;
+}
 
 /* stats_total -- a field summed over live arenas (peaks: sum of peaks) */
 int stats_total(int tier, const char *field, uint64_t *out)
@@ -63,25 +102,27 @@ int stats_total(int tier, const char *field, uint64_t *out)
 	return 0;
 }
 
-#define NFIELDS 8
+#define NFIELDS 12
 /* tier_values -- every field of a tier, of arena a or (a NULL) summed over arenas */
 static void tier_values(const struct tiered_arena *a, int tier, uint64_t v[NFIELDS])
 {
-	for (int f = 0; fields[f]; f++) {
+	const char *const *fl = fields_of(tier);
+	for (int f = 0; fl[f]; f++) {
 		if (a)
-			stats_field(a, tier, fields[f], &v[f]);
+			stats_field(a, tier, fl[f], &v[f]);
 		else
-			stats_total(tier, fields[f], &v[f]);
+			stats_total(tier, fl[f], &v[f]);
 	}
 }
 
 static void tier_json(FILE *out, const struct tiered_arena *a, int tier)
 {
 	uint64_t v[NFIELDS];
+	const char *const *fl = fields_of(tier);
 	tier_values(a, tier, v);
 	fprintf(out, "\"%s\":{", tier_names[tier]);
-	for (int f = 0; fields[f]; f++)
-		fprintf(out, "%s\"%s\":%llu", f ? "," : "", fields[f], (unsigned long long)v[f]);
+	for (int f = 0; fl[f]; f++)
+		fprintf(out, "%s\"%s\":%llu", f ? "," : "", fl[f], (unsigned long long)v[f]);
 	fputc('}', out);
 }
 
@@ -93,6 +134,8 @@ static int json(FILE *out)
 	tier_json(out, NULL, TIERED_TIER_DRAM);
 	fputc(',', out);
 	tier_json(out, NULL, TIERED_TIER_CXL);
+	fputc(',', out);
+	tier_json(out, NULL, TIERED_TIER_REMOTE);
 	fputs("},\"arenas\":[", out);
 	bool first = true;
 	for (unsigned i = 0; i < TIERED_MAX_ARENAS; i++) {
@@ -105,6 +148,8 @@ static int json(FILE *out)
 		tier_json(out, a, TIERED_TIER_DRAM);
 		fputc(',', out);
 		tier_json(out, a, TIERED_TIER_CXL);
+		fputc(',', out);
+		tier_json(out, a, TIERED_TIER_REMOTE);
 		fputs("}}", out);
 		first = false;
 	}
@@ -112,7 +157,9 @@ static int json(FILE *out)
 	for (unsigned i = 0; i < TIERED_MAX_ARENAS; i++)
 		if (g_arenas[i].live)
 			fails += ATOMIC_LOAD_RELAXED(&g_arenas[i].move_failures);
-	fprintf(out, "],\"policy\":{\"passes\":%llu,\"move_failures\":%llu,\"busy_pages\":%llu}}\n",
+	fputs("],\"remote\":{", out);
+	remote_stats_json(out);
+	fprintf(out, "},\"policy\":{\"passes\":%llu,\"move_failures\":%llu,\"busy_pages\":%llu}}\n",
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_passes), (unsigned long long)fails,
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_busy_pages));
 	return 0;
@@ -122,6 +169,15 @@ static void tier_text(FILE *out, const struct tiered_arena *a, int tier)
 {
 	uint64_t v[NFIELDS];
 	tier_values(a, tier, v);
+	if (tier == TIERED_TIER_REMOTE) {
+		fprintf(out,
+			"  remote     %10.1f MiB  peak %10.1f MiB  zero %10.1f MiB  evictions %8llu  "
+			"clean drops %8llu  zero %8llu  aborted %8llu  fetches %8llu  prefetched %8llu\n",
+			v[0] / 1048576.0, v[1] / 1048576.0, v[2] / 1048576.0, (unsigned long long)v[3],
+			(unsigned long long)v[5], (unsigned long long)v[6], (unsigned long long)v[7],
+			(unsigned long long)v[8], (unsigned long long)v[10]);
+		return;
+	}
 	fprintf(out,
 		"  %-4s resident %10.1f MiB  peak %10.1f MiB  limit %10.1f MiB  blocks placed %8llu  "
 		"demotions %8llu  promotions %8llu\n",
@@ -141,6 +197,7 @@ static int text(FILE *out)
 	fprintf(out, "all arenas:\n");
 	tier_text(out, NULL, TIERED_TIER_DRAM);
 	tier_text(out, NULL, TIERED_TIER_CXL);
+	tier_text(out, NULL, TIERED_TIER_REMOTE);
 	for (unsigned i = 0; i < TIERED_MAX_ARENAS; i++) {
 		const struct tiered_arena *a = &g_arenas[i];
 		if (!a->live)
@@ -148,7 +205,9 @@ static int text(FILE *out)
 		fprintf(out, "arena %u%s:\n", a->id, a->is_default ? " (default)" : "");
 		tier_text(out, a, TIERED_TIER_DRAM);
 		tier_text(out, a, TIERED_TIER_CXL);
+		tier_text(out, a, TIERED_TIER_REMOTE);
 	}
+	remote_stats_text(out);
 	fprintf(out, "placement passes %llu, busy pages %llu\n",
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_passes),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_busy_pages));

@@ -126,7 +126,7 @@ void tierd_unlock_passes(void)
 	pthread_mutex_unlock(&g_pass_lock);
 }
 
-enum scan { SCAN_PROMOTE, SCAN_DEMOTE };
+enum scan { SCAN_PROMOTE, SCAN_DEMOTE, SCAN_EVICT };
 
 /*
  * collect -- candidate blocks of arena a, at most cap.  SCAN_PROMOTE takes
@@ -135,7 +135,7 @@ enum scan { SCAN_PROMOTE, SCAN_DEMOTE };
  * epoch now (they are marked later, once the coldest are chosen).
  */
 static size_t collect(struct tiered_arena *a, struct cand *c, size_t cap, enum scan what,
-		      struct policy_budget *pb, uint32_t now)
+		      struct policy_budget *pb, uint32_t now, int victim)
 {
 	size_t n = 0;
 	pthread_mutex_lock(&a->lock);
@@ -144,12 +144,14 @@ static size_t collect(struct tiered_arena *a, struct cand *c, size_t cap, enum s
 		size_t nb = (r->bump + ((size_t)1 << r->block_shift) - 1) >> r->block_shift;
 		for (size_t i = 0; i < nb && n < cap; i++) {
 			struct tiered_block *b = &r->blocks[i];
-			struct policy_block pbk = {b->tier, b->hint, b->used, b->birth};
+			struct policy_block pbk = {b->tier, b->hint, b->state, b->used, b->birth};
 			if (what == SCAN_PROMOTE && policy_promotable(pb, &pbk)) {
 				b->hint |= BLK_INFLIGHT;
 				pb->dram_used += b->used;
 				c[n++] = (struct cand){r, i, 0};
 			} else if (what == SCAN_DEMOTE && policy_demotable(&pbk)) {
+				c[n++] = (struct cand){r, i, policy_coldness(&pbk, now)};
+			} else if (what == SCAN_EVICT && policy_evictable(&pbk, victim)) {
 				c[n++] = (struct cand){r, i, policy_coldness(&pbk, now)};
 			}
 		}
@@ -162,7 +164,8 @@ static size_t collect(struct tiered_arena *a, struct cand *c, size_t cap, enum s
 /* pass_locked -- one placement pass over arena a; g_pass_lock held */
 static long pass_locked(struct tiered_arena *a)
 {
-	if (!ATOMIC_LOAD_RELAXED(&a->live) || a->cxl_node < 0)
+	bool remote = remote_wanted();
+	if (!ATOMIC_LOAD_RELAXED(&a->live) || (a->cxl_node < 0 && !remote))
 		return 0;
 	int saved = t_rt;
 	t_rt |= RT_INTERNAL;
@@ -173,23 +176,28 @@ static long pass_locked(struct tiered_arena *a)
 	if (!c)
 		goto out;
 
+	struct policy_budget pb;
+	size_t n;
+	uint64_t goal;
+	if (a->cxl_node < 0)
+		goto evict;
 	/* promotions asked for by hints */
-	struct policy_budget pb = arena_budget(a);
-	size_t n = collect(a, c, cap, SCAN_PROMOTE, &pb, 0);
+	pb = arena_budget(a);
+	n = collect(a, c, cap, SCAN_PROMOTE, &pb, 0, 0);
 	moved += move_blocks(a, c, n, BLK_DRAM);
 
 	/* demotions down to the low watermark */
 	pb = arena_budget(a);
-	uint64_t goal = policy_demote_goal(&pb);
+	goal = policy_demote_goal(&pb);
 	if (goal) {
-		n = collect(a, c, cap, SCAN_DEMOTE, NULL, ATOMIC_LOAD_RELAXED(&a->epoch));
+		n = collect(a, c, cap, SCAN_DEMOTE, NULL, ATOMIC_LOAD_RELAXED(&a->epoch), 0);
 		qsort(c, n, sizeof *c, cand_cmp);
 		size_t k = 0;
 		uint64_t picked = 0;
 		for (size_t j = 0; j < n && picked < goal; j++) {
 			pthread_mutex_lock(&c[j].r->lock);
 			struct tiered_block *b = &c[j].r->blocks[c[j].i];
-			struct policy_block pbk = {b->tier, b->hint, b->used, b->birth};
+			struct policy_block pbk = {b->tier, b->hint, b->state, b->used, b->birth};
 			if (policy_demotable(&pbk)) {
 				b->hint |= BLK_INFLIGHT;
 				picked += b->used;
@@ -198,6 +206,34 @@ static long pass_locked(struct tiered_arena *a)
 			pthread_mutex_unlock(&c[j].r->lock);
 		}
 		moved += move_blocks(a, c, k, BLK_CXL);
+	}
+evict:
+	/* evictions from the lowest local tier down to its low watermark */
+	pb = arena_budget(a);
+	goal = remote ? policy_evict_goal(&pb) : 0;
+	if (goal && remote_ensure() == 0) {
+		int victim = pb.has_cxl ? BLK_CXL : BLK_DRAM;
+		n = collect(a, c, cap, SCAN_EVICT, NULL, ATOMIC_LOAD_RELAXED(&a->epoch), victim);
+		qsort(c, n, sizeof *c, cand_cmp);
+		size_t k = 0;
+		uint64_t picked = 0;
+		struct evict_cand *ec = malloc((n ? n : 1) * sizeof *ec);
+		for (size_t j = 0; ec && j < n && picked < goal; j++) {
+			struct tiered_region *r = c[j].r;
+			size_t i = c[j].i;
+			pthread_mutex_lock(&r->lock);
+			struct tiered_block *b = &r->blocks[i];
+			struct policy_block pbk = {b->tier, b->hint, b->state, b->used, b->birth};
+			if (policy_evictable(&pbk, victim)) {
+				b->hint |= BLK_INFLIGHT;
+				picked += b->used;
+				ec[k++] = (struct evict_cand){r, i};
+			}
+			pthread_mutex_unlock(&r->lock);
+		}
+		if (ec)
+			moved += evict_blocks(a, ec, k);
+		free(ec);
 	}
 	free(c);
 out:
@@ -260,7 +296,7 @@ int tierd_advise(struct tiered_region *r, uintptr_t a, uintptr_t end, int advice
 		}
 		if (ar->cxl_node < 0 || (b->hint & BLK_INFLIGHT) || b->used == 0)
 			continue;
-		struct policy_block pbk = {b->tier, b->hint, b->used, b->birth};
+		struct policy_block pbk = {b->tier, b->hint, b->state, b->used, b->birth};
 		if (advice == TIERED_ADV_COLD && policy_demotable(&pbk)) {
 			to = BLK_CXL;
 		} else if (advice == TIERED_ADV_HOT || advice == TIERED_ADV_PIN ||
@@ -282,6 +318,8 @@ int tierd_advise(struct tiered_region *r, uintptr_t a, uintptr_t end, int advice
 		(void)move_blocks(ar, c, n, to);
 	pthread_mutex_unlock(&g_pass_lock);
 	free(c);
+	if (advice == TIERED_ADV_WILLNEED)
+		fault_willneed(r, a, end); /* remote blocks: fetched by a fault thread */
 	t_rt = saved;
 	return 0;
 }
@@ -290,6 +328,9 @@ static void *tierd_main(void *arg)
 {
 	(void)arg;
 	t_rt |= RT_INTERNAL;
+	/* listed servers are connected at start-up, so a missing one is said at once */
+	if (strcmp(g_conf.remote, "spawn") != 0 && remote_wanted())
+		(void)remote_ensure();
 	pthread_mutex_lock(&g_tierd_lock);
 	for (;;) {
 		int ms = CONF_LOAD(g_conf.policy_interval_ms);
@@ -371,6 +412,10 @@ int tierd_start(void)
 void tierd_prefork(void)
 {
 	pthread_mutex_lock(&g_pass_lock);
+	int saved = t_rt;
+	t_rt |= RT_INTERNAL;
+	fault_pagein_all();
+	t_rt = saved;
 }
 
 void tierd_postfork_parent(void)
@@ -385,6 +430,8 @@ void tierd_forked_child(void)
 	pthread_mutex_init(&g_pass_lock, NULL);
 	g_tierd_running = false;
 	g_tierd_kicked = false;
+	fault_forked_child();
+	remote_forked_child();
 	ATOMIC_STORE_RELAXED(&g_tierd_restart, true);
 }
 

@@ -27,7 +27,8 @@ dist_man_MANS = \
 	man/tiered_stats_print.3 \
 	man/tiered_strerror.3 \
 	man/tiered_version.3 \
-	man/tiered_version_string.3
+	man/tiered_version_string.3 \
+	man/tieredd.8
 
 EXTRA_DIST += \
 	man/examples/tiered_advise.c \

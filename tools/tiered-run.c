@@ -28,6 +28,7 @@ static const char *type_name(enum conf_type t)
 	case CONF_ENUM: return "enum";
 	case CONF_STRING: return "string";
 	case CONF_PERCENT: return "percent";
+	case CONF_REMOTE: return "remote";
 	}
 	return "?";
 }
@@ -55,6 +56,9 @@ static void print_params(void)
 		}
 		case CONF_STRING:
 			snprintf(range, sizeof range, "up to %lld chars", d->max);
+			break;
+		case CONF_REMOTE:
+			snprintf(range, sizeof range, "none|spawn|prov://host:port");
 			break;
 		case CONF_BOOL:
 			snprintf(range, sizeof range, "true|false");

@@ -9,7 +9,8 @@ integration_tests = \
 	tests/integration/fork-spawn.sh \
 	tests/integration/python-heavy.sh \
 	tests/integration/sqlite.sh \
-	tests/integration/sort.sh
+	tests/integration/sort.sh \
+	tests/integration/remote.sh
 
 TESTS += $(integration_tests)
 dist_check_SCRIPTS += $(integration_tests)
@@ -21,10 +22,23 @@ EXTRA_DIST += \
 
 # Plain C programs: the preload library replaces their malloc at run time, so
 # they do not link libtiered.  They find tiered_ctl with dlsym when present.
-check_PROGRAMS += tests/integration/mt_stress tests/integration/fork_spawn
+check_PROGRAMS += tests/integration/mt_stress tests/integration/fork_spawn \
+	tests/integration/remote_stress
 tests_integration_mt_stress_SOURCES = tests/integration/mt_stress.c
 tests_integration_mt_stress_CFLAGS = $(AM_CFLAGS) -pthread
 tests_integration_mt_stress_LDADD = -ldl
 tests_integration_fork_spawn_SOURCES = tests/integration/fork_spawn.c
 tests_integration_fork_spawn_CFLAGS = $(AM_CFLAGS) -pthread
 tests_integration_fork_spawn_LDADD = -ldl
+tests_integration_remote_stress_SOURCES = tests/integration/remote_stress.c
+tests_integration_remote_stress_CFLAGS = $(AM_CFLAGS) -pthread
+tests_integration_remote_stress_LDADD = -ldl
+
+# make check-soak: five minutes or more of random reads and writes over four
+# times the DRAM budget, four threads, against a spawned tieredd.  Not part of
+# `make check`.
+EXTRA_DIST += tests/integration/soak.sh
+check-soak: $(check_PROGRAMS) $(lib_LTLIBRARIES) $(sbin_PROGRAMS)
+	$(AM_TESTS_ENVIRONMENT) SOAK_SECONDS=$${SOAK_SECONDS:-300} \
+		$(SHELL) $(srcdir)/tests/integration/soak.sh
+.PHONY: check-soak

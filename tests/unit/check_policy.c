@@ -446,6 +446,78 @@ START_TEST(test_demote_then_promote_consistent)
 }
 END_TEST
 
+/* ---- policy_evict_goal / policy_evictable ------------------------------------ */
+
+START_TEST(test_evict_goal_dram_only)
+{
+	/* no CXL: DRAM is the victim; nothing below the high mark, then down to the low mark */
+	struct policy_budget b = budget_hl(50 * MiB, 100 * MiB, 0, 0, false, 90, 80);
+	b.block_bytes = 2 * MiB;
+	ck_assert_uint_eq(policy_evict_goal(&b), 0);
+	b.dram_used = 88 * MiB; /* 88 + 2 = 90: not past the high mark */
+	ck_assert_uint_eq(policy_evict_goal(&b), 0);
+	b.dram_used = 89 * MiB; /* 89 + 2 > 90 */
+	ck_assert_uint_eq(policy_evict_goal(&b), 89 * MiB + 2 * MiB - 80 * MiB);
+	b.dram_used = 300 * MiB; /* far over: down to the low mark */
+	ck_assert_uint_eq(policy_evict_goal(&b), 300 * MiB + 2 * MiB - 80 * MiB);
+	b.dram_limit = 0; /* no limit: never */
+	ck_assert_uint_eq(policy_evict_goal(&b), 0);
+}
+END_TEST
+
+START_TEST(test_evict_goal_cxl_victim)
+{
+	/* with a CXL tier, DRAM use does not matter: the CXL limit does */
+	struct policy_budget b = budget_hl(500 * MiB, 100 * MiB, 10 * MiB, 100 * MiB, true, 90, 80);
+	b.block_bytes = 2 * MiB;
+	ck_assert_uint_eq(policy_evict_goal(&b), 0);
+	b.cxl_used = 95 * MiB;
+	ck_assert_uint_eq(policy_evict_goal(&b), 95 * MiB + 2 * MiB - 80 * MiB);
+	b.cxl_limit = 0; /* unlimited CXL: nothing goes remote */
+	ck_assert_uint_eq(policy_evict_goal(&b), 0);
+}
+END_TEST
+
+START_TEST(test_evict_goal_low_above_high)
+{
+	/* a low mark above the high one is read as the high one; goal never exceeds use */
+	struct policy_budget b = budget_hl(1 * MiB, 1 * MiB, 0, 0, false, 50, 90);
+	b.block_bytes = 2 * MiB;
+	uint64_t g = policy_evict_goal(&b);
+	ck_assert_uint_le(g, 1 * MiB);
+	ck_assert_uint_gt(g, 0);
+}
+END_TEST
+
+START_TEST(test_evictable)
+{
+	struct policy_block k = blk(BLK_DRAM, 0, 4096, 1);
+	ck_assert(policy_evictable(&k, BLK_DRAM));
+	ck_assert(!policy_evictable(&k, BLK_CXL)); /* only the victim tier */
+	static const unsigned never_hint[] = {BLK_HINT_PIN, BLK_HINT_HOT, BLK_INFLIGHT};
+	for (size_t i = 0; i < sizeof never_hint / sizeof never_hint[0]; i++) {
+		k = blk(BLK_DRAM, never_hint[i], 4096, 1);
+		ck_assert_msg(!policy_evictable(&k, BLK_DRAM), "hint %#x evictable", never_hint[i]);
+	}
+	static const unsigned never_state[] = {BLK_S_EVICTING, BLK_S_FETCHING};
+	for (size_t i = 0; i < sizeof never_state / sizeof never_state[0]; i++) {
+		k = blk(BLK_DRAM, 0, 4096, 1);
+		k.state = (uint8_t)never_state[i];
+		ck_assert_msg(!policy_evictable(&k, BLK_DRAM), "state %#x evictable", never_state[i]);
+		ck_assert_msg(!policy_demotable(&k), "state %#x demotable", never_state[i]);
+	}
+	k = blk(BLK_DRAM, BLK_HINT_COLD | BLK_HINT_STREAMING, 4096, 1);
+	k.state = BLK_S_CLEAN | BLK_S_WP;
+	ck_assert(policy_evictable(&k, BLK_DRAM)); /* clean and cold: the cheapest to evict */
+	k = blk(BLK_DRAM, 0, 0, 1);
+	ck_assert(!policy_evictable(&k, BLK_DRAM)); /* nothing committed */
+	k = blk(BLK_REMOTE, 0, 4096, 1);
+	ck_assert(!policy_evictable(&k, BLK_DRAM));
+	k = blk(BLK_ZERO, 0, 4096, 1);
+	ck_assert(!policy_evictable(&k, BLK_DRAM));
+}
+END_TEST
+
 static Suite *policy_suite(void)
 {
 	Suite *s = suite_create("policy");
@@ -482,6 +554,13 @@ static Suite *policy_suite(void)
 	tcase_add_test(t, test_promotable_pin);
 	tcase_add_test(t, test_promotable_never);
 	tcase_add_test(t, test_demote_then_promote_consistent);
+	suite_add_tcase(s, t);
+
+	t = tcase_create("evict");
+	tcase_add_test(t, test_evict_goal_dram_only);
+	tcase_add_test(t, test_evict_goal_cxl_victim);
+	tcase_add_test(t, test_evict_goal_low_above_high);
+	tcase_add_test(t, test_evictable);
 	suite_add_tcase(s, t);
 	return s;
 }

@@ -108,7 +108,7 @@ static void commit(struct tiered_region *r, const void *p, size_t len)
 static void decommit(struct tiered_region *r, const void *p, size_t len)
 {
 	pthread_mutex_lock(&r->lock);
-	block_decommit_locked(r, (uintptr_t)p, len);
+	block_decommit_locked(r, (uintptr_t)p, len, true);
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -510,9 +510,13 @@ START_TEST(test_commit_placement)
 }
 END_TEST
 
-/* Without a CXL tier everything stays on DRAM, over budget, with one warning. */
+/*
+ * Without a CXL tier or a remote tier everything stays on DRAM, over budget,
+ * with one warning.
+ */
 START_TEST(test_commit_no_cxl)
 {
+	snprintf(g_conf.remote, sizeof g_conf.remote, "none");
 	struct tiered_arena *a = fake_arena(2 * MiB, 2 * MiB, -1);
 	char *p = region_carve(a, NULL, 8 * MiB, 2 * MiB);
 	ck_assert_ptr_nonnull(p);
@@ -529,12 +533,26 @@ START_TEST(test_commit_no_cxl)
 	              "flagged over budget without a CXL tier");
 	check_accounting(a);
 	free_arena(a);
+
+	/* with a remote tier to evict to: no warning, but work for the placement thread */
+	snprintf(g_conf.remote, sizeof g_conf.remote, "spawn");
+	a = fake_arena(2 * MiB, 2 * MiB, -1);
+	p = region_carve(a, NULL, 8 * MiB, 2 * MiB);
+	r = region_of(a, p);
+	commit(r, p, 8 * MiB);
+	ck_assert_msg(!ATOMIC_LOAD_RELAXED(&a->over_budget_warned),
+	              "warned over budget although blocks can go remote");
+	ck_assert_msg(ATOMIC_LOAD_RELAXED(&a->over_budget),
+	              "not flagged over budget with a remote tier to evict to");
+	check_accounting(a);
+	free_arena(a);
 }
 END_TEST
 
 /* When CXL is full too, new blocks stay on DRAM over budget (never fail). */
 START_TEST(test_commit_cxl_full)
 {
+	snprintf(g_conf.remote, sizeof g_conf.remote, "none");
 	struct tiered_arena *a = fake_arena(2 * MiB, 2 * MiB, 1);
 	a->conf.cxl_limit = 2 * MiB;
 	char *p = region_carve(a, NULL, 6 * MiB, 2 * MiB);

@@ -14,7 +14,9 @@ unit_suites = \
 	tests/unit/check_hooks \
 	tests/unit/check_hooks_noretain \
 	tests/unit/check_api \
-	tests/unit/check_preload
+	tests/unit/check_preload \
+	tests/unit/check_proto \
+	tests/unit/check_tieredd
 
 check_PROGRAMS += $(unit_suites) tests/unit/preload_child
 TESTS += $(unit_suites)
@@ -50,6 +52,16 @@ tests_unit_check_api_LDADD = $(UNIT_CORE_LIBS)
 tests_unit_check_preload_SOURCES = tests/unit/check_preload.c tests/unit/unit.h
 tests_unit_check_preload_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_preload_LDADD = $(CHECK_LIBS)
+
+# The control protocol, SHA-256/HMAC and remote_parse_target (lib/proto.c, lib/sha256.c).
+tests_unit_check_proto_SOURCES = tests/unit/check_proto.c tests/unit/unit.h
+tests_unit_check_proto_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_proto_LDADD = $(UNIT_CORE_LIBS)
+
+# The real server/tieredd ($TIEREDD) through remote_fabric_ops, on tcp and shm.
+tests_unit_check_tieredd_SOURCES = tests/unit/check_tieredd.c tests/unit/unit.h
+tests_unit_check_tieredd_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_tieredd_LDADD = $(UNIT_CORE_LIBS)
 
 # Run by check_preload under LD_PRELOAD; links nothing of libtiered.
 tests_unit_preload_child_SOURCES = tests/unit/preload_child.c

@@ -1,0 +1,636 @@
+/*
+ * fault.c -- userfaultfd: paging evicted blocks back in, and knowing what
+ * was written.
+ *
+ * A region is registered for MISSING and write-protect (WP) faults the first
+ * time one of its blocks is evicted (lib/evict.c), so a program that never
+ * goes remote never pays for userfaultfd.  Fault threads (fault_threads,
+ * "tiered-fault") read the userfaultfd and serve:
+ *
+ *  - MISSING in a REMOTE block: read the block from its slot (with the
+ *    blocks a detected stride predicts), install it with UFFDIO_COPY in
+ *    write-protected (clean) state, wake the waiters.  A block being fetched
+ *    is fetched once: other faults on it wait for the same wake.
+ *  - MISSING in a ZERO block: zero pages, nothing read.
+ *  - MISSING in a local block (first touch of fresh memory in a registered
+ *    region, or a page jemalloc gave back): zero-fill from the faulting page
+ *    to the end of the block.
+ *  - WP: the block is written: it is dirty (its remote copy is stale), so
+ *    unprotect the whole block.  During an eviction the write waits instead,
+ *    and the eviction is aborted (BLK_S_ABORT), so no write can slip between
+ *    the write-back and the drop.  During a fetch the same bit marks the
+ *    block dirty once installed.
+ *
+ * Every page-table change of a block (COPY, ZEROPAGE, WRITEPROTECT, the
+ * evictor's MADV_DONTNEED) happens with the region lock held, so a block's
+ * state and its pages agree whenever the lock is free.  The network is
+ * never touched with a lock held.
+ *
+ * Synchronous WP faults, not asynchronous write-protect with PAGEMAP_SCAN:
+ * an eviction must stop writers between its write-back and its drop, and
+ * an asynchronous write-protect lets them through without a trace.  A block
+ * takes at most one WP fault per page-in.
+ *
+ * fork(): without UFFD_FEATURE_EVENT_FORK the child's mappings are not
+ * registered, so evicted blocks would read as zeros there.  The prefork
+ * handler pages every remote block back in first (fault_pagein_all); the
+ * child runs without a remote tier.  posix_spawn and vfork run no fork
+ * handlers and stay cheap.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define ZERO_BUF (2UL << 20)
+#define WILLNEED_MAX 1024
+#define MAX_FAULT_THREADS 16
+
+static int g_uffd = -1;
+static pid_t g_uffd_pid;
+static int g_evfd = -1; /* WILLNEED requests */
+static char *g_zero;	/* ZERO_BUF bytes of zeros, never written */
+static pthread_rwlock_t g_quiesce = PTHREAD_RWLOCK_INITIALIZER;
+static _Atomic int g_nthreads;
+TIERED_HIDDEN _Atomic uint64_t g_missing_faults, g_wp_faults, g_zero_fills;
+
+static pthread_mutex_t g_wn_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	struct tiered_region *r;
+	size_t i;
+} g_wn[WILLNEED_MAX];
+static size_t g_wn_n;
+
+bool fault_active(void)
+{
+	return g_uffd >= 0 && g_uffd_pid == getpid();
+}
+
+/* open_uffd -- the userfaultfd, with full rights if the process has them */
+static int open_uffd(char *why, size_t len)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd >= 0)
+		return fd;
+	int e = errno;
+	int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev >= 0) {
+		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+		close(dev);
+		if (fd >= 0)
+			return fd;
+	}
+	int um = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	if (um >= 0) {
+		close(um);
+		snprintf(why, len,
+			 "only user-mode userfaultfd is allowed, and faults inside system calls "
+			 "(read(2) into an evicted buffer) would fail with EFAULT; give the user "
+			 "read-write access to /dev/userfaultfd, or set the sysctl "
+			 "vm.unprivileged_userfaultfd=1, or run with CAP_SYS_PTRACE");
+	} else {
+		snprintf(why, len,
+			 "userfaultfd is not available (%s); give the user read-write access to "
+			 "/dev/userfaultfd or set the sysctl vm.unprivileged_userfaultfd=1",
+			 strerror(e));
+	}
+	return -1;
+}
+
+int fault_init(char *why, size_t len)
+{
+	if (fault_active())
+		return 0;
+	int fd = open_uffd(why, len);
+	if (fd < 0)
+		return -EPERM;
+	struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_PAGEFAULT_FLAG_WP};
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		snprintf(why, len, "userfaultfd without write-protect support (%s)", strerror(errno));
+		close(fd);
+		return -ENOTSUP;
+	}
+	g_zero = mmap(NULL, ZERO_BUF, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	g_evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (g_zero == MAP_FAILED || g_evfd < 0) {
+		snprintf(why, len, "out of memory or file descriptors for the fault threads");
+		close(fd);
+		return -ENOMEM;
+	}
+	g_uffd = fd;
+	g_uffd_pid = getpid();
+	return 0;
+}
+
+int fault_register(struct tiered_region *r)
+{
+	if (ATOMIC_LOAD_ACQUIRE(&r->uffd))
+		return 0;
+	if (!fault_active())
+		return -ENODEV;
+	struct uffdio_register reg = {
+		.range = {.start = r->base, .len = r->size},
+		.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+	};
+	if (ioctl(g_uffd, UFFDIO_REGISTER, &reg) < 0) {
+		static _Atomic bool warned;
+		int e = errno;
+		if (!atomic_exchange(&warned, true))
+				tlog(LOG_WARN, "userfaultfd: cannot register region %p (%zu MiB): %s; its blocks "
+				       "stay local",
+			     (void *)r->base, r->size >> 20, strerror(e));
+		return -e;
+	}
+	ATOMIC_STORE_RELEASE(&r->uffd, true);
+	return 0;
+}
+
+int fault_wp(uintptr_t addr, size_t len, bool protect)
+{
+	struct uffdio_writeprotect wp = {
+		.range = {.start = addr, .len = len},
+		.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+	};
+	return ioctl(g_uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? -errno : 0;
+}
+
+void fault_wake(uintptr_t addr, size_t len)
+{
+	struct uffdio_range rg = {.start = addr, .len = len};
+	(void)ioctl(g_uffd, UFFDIO_WAKE, &rg);
+}
+
+/*
+ * install -- copy src into [dst, dst+len) page by page where pages are
+ * missing, skipping present ones (EEXIST), retrying EAGAIN.  src NULL: zero
+ * pages.  Returns the bytes that were already present.  No wake: the
+ * caller wakes the whole range once the block's state is final.
+ */
+static size_t install(uintptr_t dst, const char *src, size_t len, bool wp)
+{
+	size_t off = 0, present = 0;
+	while (off < len) {
+		long done;
+		int rc;
+		if (src) {
+			struct uffdio_copy c = {
+				.dst = dst + off,
+				.src = (uintptr_t)(src + off),
+				.len = len - off,
+				.mode = UFFDIO_COPY_MODE_DONTWAKE | (wp ? UFFDIO_COPY_MODE_WP : 0),
+			};
+			rc = ioctl(g_uffd, UFFDIO_COPY, &c);
+			done = c.copy;
+		} else {
+			struct uffdio_zeropage z = {
+				.range = {.start = dst + off, .len = len - off},
+				.mode = UFFDIO_ZEROPAGE_MODE_DONTWAKE,
+			};
+			rc = ioctl(g_uffd, UFFDIO_ZEROPAGE, &z);
+			done = z.zeropage;
+		}
+		if (rc == 0) {
+			off = len;
+			break;
+		}
+		if (done > 0) {
+			off += (size_t)done;
+			continue;
+		}
+		if (done == -EEXIST || errno == EEXIST) {
+			off += TIERED_PAGE; /* that page is present: keep it */
+			present += TIERED_PAGE;
+			continue;
+		}
+		if (done == -EAGAIN || errno == EAGAIN)
+			continue;
+		/* the range is gone (munmap) or not ours: nothing to install */
+		break;
+	}
+	return present;
+}
+
+void fault_zero_range_locked(struct tiered_region *r, uintptr_t addr, size_t len)
+{
+	(void)r;
+	if (fault_active())
+		(void)install(addr & ~(TIERED_PAGE - 1), NULL, len, false);
+}
+
+/* ---- fetching ---------------------------------------------------------------- */
+
+struct fctx {
+	struct rio *io;
+	size_t cap; /* blocks the staging buffer holds */
+	uintptr_t last[3]; /* recent faulting block addresses, newest first */
+};
+
+struct fetch {
+	struct tiered_region *r;
+	size_t i;
+	uint32_t slot;
+};
+
+struct fetch_batch {
+	struct fctx *fc;
+	struct fetch *f;
+	struct rio_item *it;
+	bool demand; /* f[0] is a faulting block: losing it is fatal; the rest are ahead */
+};
+
+static _Atomic uint64_t g_fetch_errors;
+
+static void fatal_lost(uintptr_t addr, uint32_t slot, int err)
+{
+	tlog(LOG_ERROR,
+	     "block at %p is lost: its only copy is on memory server %s, which cannot be read "
+	     "(%s); exiting with status %d",
+	     (void *)addr, remote_server_of(slot), strerror(-err), TIERED_EXIT_REMOTE_LOST);
+	_exit(TIERED_EXIT_REMOTE_LOST);
+}
+
+/* fetched -- one block's bytes arrived in staging: install them */
+static void fetched(size_t k, void *arg)
+{
+	struct fetch_batch *fb = arg;
+	struct fetch *f = &fb->f[k];
+	struct tiered_region *r = f->r;
+	uintptr_t base = block_addr(r, f->i);
+	size_t bs = (size_t)1 << r->block_shift;
+	if (fb->it[k].status < 0) {
+		if (fb->demand && k == 0)
+			fatal_lost(base, f->slot, fb->it[k].status);
+		/* fetched ahead or on request: the block stays remote; an access decides */
+		ATOMIC_ADD_RELAXED(&g_fetch_errors, 1);
+		pthread_mutex_lock(&r->lock);
+		r->blocks[f->i].state &= (uint8_t) ~(BLK_S_FETCHING | BLK_S_ABORT);
+		pthread_mutex_unlock(&r->lock);
+		fault_wake(base, bs); /* waiters retry and fetch it on demand */
+		return;
+	}
+	struct tiered_arena *a = r->arena;
+	struct policy_budget pb = arena_budget(a);
+	int tier = policy_place_new(&pb, bs);
+	if (a->cxl_node >= 0)
+		(void)numa_bind_range((void *)base, bs, tier, a->cxl_node);
+	pthread_mutex_lock(&r->lock);
+	struct tiered_block *b = &r->blocks[f->i];
+	size_t present = install(base, rio_buf(fb->fc->io) + fb->it[k].off, bs, true);
+	bool dirty = present || (b->state & BLK_S_ABORT);
+	block_set_tier_locked(r, f->i, tier);
+	b->state = dirty ? 0 : (BLK_S_CLEAN | BLK_S_WP);
+	b->birth = ATOMIC_ADD_RELAXED(&a->epoch, 1); /* just used: the last to go again */
+	if (dirty)
+		(void)fault_wp(base, bs, false);
+	uint32_t used = b->used;
+	pthread_mutex_unlock(&r->lock);
+	fault_wake(base, bs);
+	ATOMIC_ADD_RELAXED(&a->fetches, 1);
+	ATOMIC_ADD_RELAXED(&a->fetched_bytes, used);
+	if (fb->demand && k > 0)
+		ATOMIC_ADD_RELAXED(&a->prefetches, 1);
+}
+
+/* fetch_blocks -- read and install f[0..n) (all marked FETCHING); demand: f[0] faulted */
+static void fetch_blocks(struct fctx *fc, struct fetch *f, size_t n, bool demand)
+{
+	struct rio_item it[1 + 64];
+	size_t bs_max = 0;
+	for (size_t k = 0; k < n; k++) {
+		size_t bs = (size_t)1 << f[k].r->block_shift;
+		it[k] = (struct rio_item){.slot = f[k].slot, .off = k * ZERO_BUF, .len = bs};
+		if (bs > bs_max)
+			bs_max = bs;
+	}
+	struct fetch_batch fb = {fc, f, it, demand};
+	(void)rio_read(fc->io, it, n, fetched, &fb);
+}
+
+/* stride -- the block distance of the last three faults if it repeats, else 0 */
+static long stride(struct fctx *fc, uintptr_t blk, size_t bs)
+{
+	if (blk == fc->last[0])
+		return 0;
+	fc->last[2] = fc->last[1];
+	fc->last[1] = fc->last[0];
+	fc->last[0] = blk;
+	if (!fc->last[2])
+		return 0;
+	long d1 = ((long)fc->last[0] - (long)fc->last[1]) / (long)bs;
+	long d2 = ((long)fc->last[1] - (long)fc->last[2]) / (long)bs;
+	return d1 == d2 && d1 != 0 && d1 >= -16 && d1 <= 16 ? d1 : 0;
+}
+
+/* take_remote_locked -- mark block i for fetching if it is remote and idle */
+static bool take_remote_locked(struct tiered_region *r, size_t i, struct fetch *f)
+{
+	struct tiered_block *b = &r->blocks[i];
+	if (b->tier != BLK_REMOTE || (b->state & BLK_S_FETCHING) || b->slot == 0)
+		return false;
+	b->state = BLK_S_FETCHING;
+	*f = (struct fetch){r, i, b->slot};
+	return true;
+}
+
+static void missing_fault(struct fctx *fc, uintptr_t addr)
+{
+	ATOMIC_ADD_RELAXED(&g_missing_faults, 1);
+	uintptr_t page = addr & ~(TIERED_PAGE - 1);
+	struct tiered_region *r = region_lookup((void *)addr);
+	if (!r) {
+		(void)install(page, NULL, TIERED_PAGE, false);
+		fault_wake(page, TIERED_PAGE);
+		return;
+	}
+	size_t i = block_index(r, addr), bs = (size_t)1 << r->block_shift;
+	uintptr_t base = block_addr(r, i);
+	struct fetch f[1 + 64];
+	size_t n = 0;
+	pthread_mutex_lock(&r->lock);
+	struct tiered_block *b = &r->blocks[i];
+	if (b->tier == BLK_REMOTE && b->slot) {
+		if (!take_remote_locked(r, i, &f[0])) {
+			pthread_mutex_unlock(&r->lock); /* being fetched: its fetcher wakes us */
+			return;
+		}
+		n = 1;
+		long s = stride(fc, base, bs);
+		int depth = CONF_LOAD(g_conf.prefetch);
+		if ((size_t)depth > fc->cap - 1)
+			depth = (int)(fc->cap - 1);
+		for (long d = 1; s && d <= depth; d++) {
+			long j = (long)i + s * d;
+			if (j < 0 || (size_t)j >= r->nblocks)
+				break;
+			if (take_remote_locked(r, (size_t)j, &f[n]))
+				n++;
+		}
+		pthread_mutex_unlock(&r->lock);
+		fetch_blocks(fc, f, n, true);
+		return;
+	}
+	if (b->tier == BLK_ZERO || b->tier == BLK_REMOTE) {
+		(void)install(base, NULL, bs, false);
+		struct policy_budget pb = arena_budget(r->arena);
+		block_set_tier_locked(r, i, policy_place_new(&pb, bs));
+		b->state = 0;
+		pthread_mutex_unlock(&r->lock);
+		ATOMIC_ADD_RELAXED(&g_zero_fills, 1);
+		fault_wake(base, bs);
+		return;
+	}
+	/* a local block: fresh memory or a page given back; zeros from here to the block's end */
+	if (b->state & BLK_S_EVICTING)
+		b->state |= BLK_S_ABORT;
+	b->state &= (uint8_t)~BLK_S_CLEAN; /* the zero pages are not write-protected */
+	size_t len = base + bs - page;
+	if (len > ZERO_BUF)
+		len = ZERO_BUF;
+	(void)install(page, g_zero, len, false);
+	pthread_mutex_unlock(&r->lock);
+	ATOMIC_ADD_RELAXED(&g_zero_fills, 1);
+	fault_wake(page, len);
+}
+
+static void wp_fault(uintptr_t addr)
+{
+	ATOMIC_ADD_RELAXED(&g_wp_faults, 1);
+	struct tiered_region *r = region_lookup((void *)addr);
+	if (!r) {
+		(void)fault_wp(addr & ~(TIERED_PAGE - 1), TIERED_PAGE, false);
+		return;
+	}
+	size_t i = block_index(r, addr), bs = (size_t)1 << r->block_shift;
+	uintptr_t base = block_addr(r, i);
+	pthread_mutex_lock(&r->lock);
+	struct tiered_block *b = &r->blocks[i];
+	if (b->state & (BLK_S_EVICTING | BLK_S_FETCHING)) {
+		/* the evictor or fetcher sees it and unprotects (and wakes) when done */
+		b->state |= BLK_S_ABORT;
+		pthread_mutex_unlock(&r->lock);
+		return;
+	}
+	if (blk_local(b->tier) || b->tier == BLK_FREE) {
+		b->state &= (uint8_t) ~(BLK_S_CLEAN | BLK_S_WP);
+		(void)fault_wp(base, bs, false); /* wakes */
+		pthread_mutex_unlock(&r->lock);
+		return;
+	}
+	pthread_mutex_unlock(&r->lock);
+	fault_wake(addr & ~(TIERED_PAGE - 1), TIERED_PAGE); /* gone meanwhile: retry faults it in */
+}
+
+/* willneed_run -- fetch queued WILLNEED blocks in staging-sized batches */
+static void willneed_run(struct fctx *fc)
+{
+	for (;;) {
+		struct fetch f[1 + 64];
+		size_t n = 0;
+		pthread_mutex_lock(&g_wn_lock);
+		while (g_wn_n > 0 && n < fc->cap) {
+			g_wn_n--;
+			struct tiered_region *r = g_wn[g_wn_n].r;
+			pthread_mutex_lock(&r->lock);
+			if (take_remote_locked(r, g_wn[g_wn_n].i, &f[n]))
+				n++;
+			pthread_mutex_unlock(&r->lock);
+		}
+		pthread_mutex_unlock(&g_wn_lock);
+		if (n == 0)
+			return;
+		fetch_blocks(fc, f, n, false);
+	}
+}
+
+void fault_willneed(struct tiered_region *r, uintptr_t a, uintptr_t end)
+{
+	if (!fault_active() || !ATOMIC_LOAD_ACQUIRE(&r->uffd))
+		return;
+	bool queued = false;
+	pthread_mutex_lock(&g_wn_lock);
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = block_index(r, a); i <= block_index(r, end - 1) && g_wn_n < WILLNEED_MAX; i++)
+		if (r->blocks[i].tier == BLK_REMOTE) {
+			g_wn[g_wn_n].r = r;
+			g_wn[g_wn_n].i = i;
+			g_wn_n++;
+			queued = true;
+		}
+	pthread_mutex_unlock(&r->lock);
+	pthread_mutex_unlock(&g_wn_lock);
+	if (queued) {
+		uint64_t one = 1;
+		(void)!write(g_evfd, &one, sizeof one);
+	}
+}
+
+static void *fault_main(void *arg)
+{
+	(void)arg;
+	t_rt |= RT_INTERNAL;
+	struct fctx fc = {0};
+	fc.cap = 1 + 64; /* prefetch is runtime-writable up to 64 */
+	fc.io = rio_open(fc.cap * ZERO_BUF);
+	if (!fc.io) {
+		tlog(LOG_ERROR, "fault thread: out of memory for its staging buffer");
+		return NULL;
+	}
+	bool spin = g_conf.fault_wait == 1;
+	struct pollfd pf[2] = {{.fd = g_uffd, .events = POLLIN}, {.fd = g_evfd, .events = POLLIN}};
+	for (;;) {
+		struct uffd_msg msg[16];
+		ssize_t n = read(g_uffd, msg, sizeof msg);
+		if (n <= 0) {
+			uint64_t v;
+			if (read(g_evfd, &v, sizeof v) == (ssize_t)sizeof v) {
+				willneed_run(&fc);
+				continue;
+			}
+			if (n < 0 && errno != EAGAIN && errno != EINTR)
+				break;
+			if (spin) {
+				for (int k = 0; k < 2000; k++)
+					__builtin_ia32_pause();
+				continue;
+			}
+			(void)poll(pf, 2, -1);
+			continue;
+		}
+		pthread_rwlock_rdlock(&g_quiesce);
+		for (size_t k = 0; k < (size_t)n / sizeof msg[0]; k++) {
+			if (msg[k].event != UFFD_EVENT_PAGEFAULT)
+				continue;
+			uintptr_t addr = (uintptr_t)msg[k].arg.pagefault.address;
+			if (msg[k].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
+				wp_fault(addr);
+			else
+				missing_fault(&fc, addr);
+		}
+		pthread_rwlock_unlock(&g_quiesce);
+	}
+	tlog(LOG_ERROR, "fault thread: userfaultfd read failed: %s", strerror(errno));
+	return NULL;
+}
+
+int fault_start_threads(void)
+{
+	int want = g_conf.fault_threads;
+	if (want > MAX_FAULT_THREADS)
+		want = MAX_FAULT_THREADS;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int started = 0;
+	for (int k = ATOMIC_LOAD_RELAXED(&g_nthreads); k < want; k++) {
+		pthread_attr_t at;
+		pthread_attr_init(&at);
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		pthread_t tid;
+		int saved = t_rt;
+		t_rt |= RT_INTERNAL;
+		int rc = pthread_create(&tid, &at, fault_main, NULL);
+		t_rt = saved;
+		pthread_attr_destroy(&at);
+		if (rc != 0)
+			break;
+		(void)pthread_setname_np(tid, "tiered-fault");
+		started++;
+		ATOMIC_ADD_RELAXED(&g_nthreads, 1);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return ATOMIC_LOAD_RELAXED(&g_nthreads) > 0 ? 0 : -EAGAIN;
+}
+
+/*
+ * fault_pagein_all -- before fork: bring every remote block back, through
+ * the fault threads' WILLNEED queue, and wait until none is left.  (ZERO
+ * blocks need nothing: the child's unregistered pages read as zeros.)
+ */
+void fault_pagein_all(void)
+{
+	if (!fault_active() || ATOMIC_LOAD_RELAXED(&g_nthreads) == 0)
+		return;
+	uint64_t errors0 = ATOMIC_LOAD_RELAXED(&g_fetch_errors);
+	for (int round = 0; round < 100000; round++) {
+		if (ATOMIC_LOAD_RELAXED(&g_fetch_errors) != errors0) {
+			/* the child would see zeros where these bytes were: never */
+			tlog(LOG_ERROR, "fork: remote blocks cannot be read back from %s; exiting with "
+					"status %d",
+			     remote_server_of(1), TIERED_EXIT_REMOTE_LOST);
+			_exit(TIERED_EXIT_REMOTE_LOST);
+		}
+		size_t left = 0;
+		for (unsigned k = 0; k < TIERED_MAX_ARENAS; k++) {
+			struct tiered_arena *a = &g_arenas[k];
+			if (!ATOMIC_LOAD_RELAXED(&a->live))
+				continue;
+			for (struct tiered_region *r = a->regions; r; r = r->next) {
+				if (!ATOMIC_LOAD_ACQUIRE(&r->uffd))
+					continue;
+				pthread_mutex_lock(&g_wn_lock);
+				pthread_mutex_lock(&r->lock);
+				for (size_t i = 0; i < r->nblocks; i++) {
+					struct tiered_block *b = &r->blocks[i];
+					if (b->tier != BLK_REMOTE)
+						continue;
+					left++;
+					if (!(b->state & BLK_S_FETCHING) && g_wn_n < WILLNEED_MAX) {
+						g_wn[g_wn_n].r = r;
+						g_wn[g_wn_n].i = i;
+						g_wn_n++;
+					}
+				}
+				pthread_mutex_unlock(&r->lock);
+				pthread_mutex_unlock(&g_wn_lock);
+			}
+		}
+		if (left == 0)
+			return;
+		uint64_t one = 1;
+		(void)!write(g_evfd, &one, sizeof one);
+		struct timespec ts = {0, 200000};
+		nanosleep(&ts, NULL);
+	}
+	tlog(LOG_ERROR, "fork: remote blocks could not all be brought back in time; exiting with "
+			"status %d rather than give the child zeros",
+	     TIERED_EXIT_REMOTE_LOST);
+	_exit(TIERED_EXIT_REMOTE_LOST);
+}
+
+void fault_forked_child(void)
+{
+	pthread_rwlock_init(&g_quiesce, NULL);
+	pthread_mutex_init(&g_wn_lock, NULL);
+	g_wn_n = 0;
+	/* the descriptor still names the parent's userfaultfd: never use it here */
+	if (g_uffd >= 0)
+		close(g_uffd);
+	if (g_evfd >= 0)
+		close(g_evfd);
+	g_uffd = g_evfd = -1;
+	ATOMIC_STORE_RELAXED(&g_nthreads, 0);
+	for (unsigned k = 0; k < TIERED_MAX_ARENAS; k++)
+		for (struct tiered_region *r = g_arenas[k].regions; r; r = r->next)
+			ATOMIC_STORE_RELAXED(&r->uffd, false);
+}
+
+void fault_quiesce_begin(void)
+{
+	pthread_rwlock_wrlock(&g_quiesce);
+}
+
+void fault_quiesce_end(void)
+{
+	pthread_rwlock_unlock(&g_quiesce);
+}

@@ -1,0 +1,787 @@
+/*
+ * remote_fabric.c -- the libfabric backend of lib/remote.h: one
+ * authenticated control connection (TCP, lib/proto.c) per server, and
+ * one-sided RMA over FI_EP_RDM endpoints (tcp;ofi_rxm, shm, verbs;ofi_rxm).
+ *
+ * A remote_conn owns the control socket, the fabric and the domain;
+ * conn->lock serialises its control operations (one request and its reply
+ * at a time) and guards the socket.  A remote_chan owns an endpoint, a
+ * completion queue and an address vector holding the server's address, and
+ * is used by one thread only, so it has no lock.  Progress is manual: a
+ * channel's transfers advance only while its thread calls poll() (or posts).
+ *
+ * Each posted transfer takes an op from the channel's pool; the op's
+ * fi_context2 is the libfabric context, so completions map back to the
+ * caller's ctx and the backend knows what is in flight.  When the control
+ * connection dies (server killed, or it dropped us), poll() completes every
+ * op in flight with -ECONNRESET instead of waiting for a provider that may
+ * never report them: a dead server must never hang its client.
+ *
+ * Must never touch tiered (evictable) memory: it runs on the runtime's own
+ * threads, allocates with malloc (RT_INTERNAL) and moves only the buffers
+ * its caller registered.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <rdma/fabric.h>
+#include <rdma/fi_cm.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
+#include <rdma/fi_errno.h>
+#include <rdma/fi_rma.h>
+
+#include "internal.h"
+#include "proto.h"
+#include "remote.h"
+
+#define FAB_VERSION FI_VERSION(1, 17)
+#define CONNECT_MS 5000	     /* TCP connect and the whole handshake */
+#define CTRL_MS 10000	     /* one control request and its reply */
+#define REPORT_MS 1000	     /* REPORT has no reply: a short send deadline */
+#define PROBE_NS 100000000LL /* look at the control socket every 100 ms while waiting */
+#define SPINS 64	     /* fi_cq_read calls before poll() starts to sleep */
+#define SLEEP_NS 20000	     /* the sleep between progress calls without a wait fd */
+#define WAIT_SLICE_MS 20     /* longest block on a wait fd before probing again */
+#define CQ_BATCH 16
+#define OPS_MAX 4096
+
+struct fab_op {
+	struct fi_context2 fctx; /* first: the provider hands back its address */
+	void *ctx;		 /* the caller's */
+	struct fab_op *next;	 /* free list */
+	bool busy;		 /* posted, completion not yet seen */
+	bool abandoned;		 /* reported failed; a late completion is dropped */
+};
+
+struct remote_conn {
+	pthread_mutex_t lock; /* fd and the request/reply sequence on it */
+	int fd;		      /* control socket */
+	atomic_bool dead;     /* set once the control connection is gone */
+	atomic_int nchan;
+	atomic_uint_fast64_t next_key; /* requested keys of local MRs */
+	char name[REMOTE_HOST_MAX + 32];
+	struct fi_info *info;
+	struct fid_fabric *fabric;
+	struct fid_domain *domain;
+	bool mr_local; /* local buffers need registration (FI_MR_LOCAL) */
+	uint8_t addr[TDP_ADDR_MAX + 1]; /* server endpoint, NUL-terminated for FI_ADDR_STR */
+	size_t addrlen;
+	uint64_t client_id, capacity, client_limit;
+};
+
+struct remote_chan {
+	struct remote_conn *c;
+	struct fid_ep *ep;
+	struct fid_cq *cq;
+	struct fid_av *av;
+	fi_addr_t server;
+	int waitfd; /* the CQ's wait fd, or -1 */
+	struct fab_op *ops, *free;
+	size_t nops, inflight;
+	int64_t last_probe;
+};
+
+/* A registration when none is needed (no FI_MR_LOCAL): a non-NULL handle. */
+static char no_mr;
+
+static const struct {
+	const char *scheme, *prov;
+} provs[] = {{"tcp", "tcp;ofi_rxm"}, {"shm", "shm"}, {"verbs", "verbs;ofi_rxm"}};
+
+static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+
+/*
+ * env_init -- before the first fi_getinfo of the process.  libfabric's
+ * memory-registration cache watches for memory going away with a
+ * "monitor": a userfaultfd of its own, or hooks over malloc/munmap/madvise
+ * (memhooks).  Either would fight the runtime: our heap regions are
+ * registered with our userfaultfd and their pages come and go with
+ * MADV_DONTNEED and UFFDIO_COPY, which a second monitor would intercept or
+ * be confused by.  We register buffers explicitly and keep them, so the
+ * cache brings nothing; "disabled" turns it off (0: a setting of the
+ * user's own wins).
+ */
+static void env_init(void)
+{
+	setenv("FI_MR_CACHE_MONITOR", "disabled", 0);
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* A libfabric return value or completion error as a negative errno. */
+static int fab_errno(long rc)
+{
+	if (rc < 0)
+		rc = -rc;
+	if (rc == 0)
+		return -EIO;
+	if (rc < FI_ERRNO_OFFSET)
+		return -(int)rc; /* the same numbers as errno */
+	switch (rc) {
+	case FI_ETRUNC: return -EMSGSIZE;
+	case FI_ENOKEY: return -EACCES;
+	case FI_EAVAIL: return -EAGAIN;
+	default: return -EIO;
+	}
+}
+
+static const char *fab_prov(const char *scheme)
+{
+	for (size_t i = 0; i < sizeof provs / sizeof provs[0]; i++)
+		if (strcmp(provs[i].scheme, scheme) == 0)
+			return provs[i].prov;
+	return NULL;
+}
+
+/* ---- control connection -------------------------------------------------- */
+
+/* A control operation failed in a way that leaves the protocol state unknown. */
+static void conn_broken(struct remote_conn *c, int rc)
+{
+	if (rc == -ECONNRESET || rc == -ETIMEDOUT || rc == -EPROTO || rc == -EPIPE ||
+	    rc == -ENOTCONN || rc == -EBADF)
+		atomic_store(&c->dead, true);
+}
+
+/* Is the control socket closed by the peer or in error?  Needs c->lock. */
+static bool socket_gone_locked(struct remote_conn *c)
+{
+	struct pollfd pfd = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
+	if (poll(&pfd, 1, 0) < 0)
+		return false;
+	return (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
+}
+
+/* fab_check -- 0 while the server is there; -ECONNRESET once it is gone */
+static int fab_check(struct remote_conn *c)
+{
+	if (atomic_load(&c->dead))
+		return -ECONNRESET;
+	pthread_mutex_lock(&c->lock);
+	if (socket_gone_locked(c))
+		atomic_store(&c->dead, true);
+	pthread_mutex_unlock(&c->lock);
+	return atomic_load(&c->dead) ? -ECONNRESET : 0;
+}
+
+/*
+ * A probe from the data path: never waits behind a control operation (a
+ * thread holding the lock will see a dead socket itself).
+ */
+static bool conn_probe_dead(struct remote_conn *c)
+{
+	if (atomic_load(&c->dead))
+		return true;
+	if (pthread_mutex_trylock(&c->lock) == 0) {
+		if (socket_gone_locked(c))
+			atomic_store(&c->dead, true);
+		pthread_mutex_unlock(&c->lock);
+	}
+	return atomic_load(&c->dead);
+}
+
+/* Send req and wait for a reply of type want, under the lock. */
+static int conn_request(struct remote_conn *c, const struct tdp_msg *req, uint16_t want,
+			struct tdp_msg *reply, char *err, size_t errlen)
+{
+	if (atomic_load(&c->dead)) {
+		snprintf(err, errlen, "the control connection is closed");
+		return -ECONNRESET;
+	}
+	pthread_mutex_lock(&c->lock);
+	int rc = tdp_request(c->fd, req, want, reply, CTRL_MS, err, errlen);
+	if (rc < 0 && reply->type != TDP_ERROR)
+		conn_broken(c, rc);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+/* ---- connect ------------------------------------------------------------- */
+
+/* The fi_getinfo hints of a client of provider prov. */
+static struct fi_info *client_hints(const char *prov)
+{
+	struct fi_info *h = fi_allocinfo();
+	if (!h)
+		return NULL;
+	h->ep_attr->type = FI_EP_RDM;
+	h->caps = FI_RMA | FI_READ | FI_WRITE;
+	/*
+	 * Every bit we can handle, except FI_MR_ENDPOINT: it would bind each
+	 * local registration to one endpoint, but reg() registers for the
+	 * connection and every channel has its own endpoint.  No provider we
+	 * serve needs it (tcp: none; shm: VIRT_ADDR; verbs: LOCAL, VIRT_ADDR,
+	 * ALLOCATED, PROV_KEY).
+	 */
+	h->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY;
+	h->domain_attr->data_progress = FI_PROGRESS_MANUAL;
+	h->domain_attr->control_progress = FI_PROGRESS_MANUAL;
+	h->domain_attr->threading = FI_THREAD_SAFE; /* reg() may run beside a channel */
+	h->mode = FI_CONTEXT | FI_CONTEXT2 | FI_RX_CQ_DATA;
+	h->fabric_attr->prov_name = strdup(prov);
+	if (!h->fabric_attr->prov_name) {
+		fi_freeinfo(h);
+		return NULL;
+	}
+	return h;
+}
+
+/* fabric_open -- fabric and domain of the provider the server uses */
+static int fabric_open(struct remote_conn *c, const char *prov, char *err, size_t errlen)
+{
+	struct fi_info *h = client_hints(prov);
+	if (!h) {
+		snprintf(err, errlen, "%s: out of memory", c->name);
+		return -ENOMEM;
+	}
+	/*
+	 * For tcp and verbs, take the interface the control connection uses:
+	 * a loopback server is then reached from loopback.
+	 */
+	char src[INET_ADDRSTRLEN] = "";
+	struct sockaddr_in sin;
+	socklen_t sl = sizeof sin;
+	int rc = -FI_ENODATA;
+	if (strcmp(prov, "shm") != 0 && getsockname(c->fd, (struct sockaddr *)&sin, &sl) == 0 &&
+	    sin.sin_family == AF_INET && inet_ntop(AF_INET, &sin.sin_addr, src, sizeof src))
+		rc = fi_getinfo(FAB_VERSION, src, NULL, FI_SOURCE, h, &c->info);
+	if (rc != 0)
+		rc = fi_getinfo(FAB_VERSION, NULL, NULL, 0, h, &c->info);
+	fi_freeinfo(h);
+	if (rc != 0) {
+		snprintf(err, errlen,
+			 "%s: libfabric has no usable provider \"%s\" for RMA with manual progress "
+			 "(fi_getinfo: %s)",
+			 c->name, prov, fi_strerror(-rc));
+		c->info = NULL;
+		return fab_errno(rc);
+	}
+	c->mr_local = (c->info->domain_attr->mr_mode & FI_MR_LOCAL) != 0;
+	rc = fi_fabric(c->info->fabric_attr, &c->fabric, NULL);
+	if (rc == 0)
+		rc = fi_domain(c->fabric, c->info, &c->domain, NULL);
+	if (rc != 0) {
+		snprintf(err, errlen, "%s: cannot open libfabric %s %s: %s", c->name, prov,
+			 c->fabric ? "domain" : "fabric", fi_strerror(-rc));
+		return fab_errno(rc);
+	}
+	return 0;
+}
+
+static void conn_free(struct remote_conn *c)
+{
+	if (c->domain)
+		fi_close(&c->domain->fid);
+	if (c->fabric)
+		fi_close(&c->fabric->fid);
+	if (c->info)
+		fi_freeinfo(c->info);
+	if (c->fd >= 0)
+		close(c->fd);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+/* fab_connect -- control connection, handshake, then the provider's domain */
+static int fab_connect(const struct remote_target *t, const void *secret, size_t secret_len,
+		       struct remote_conn **out, char *err, size_t errlen)
+{
+	char why[512];
+	const char *prov = fab_prov(t->provider);
+	*out = NULL;
+	if (!prov) {
+		snprintf(err, errlen, "remote: unknown provider \"%s\": use tcp, shm or verbs",
+			 t->provider);
+		return -EINVAL;
+	}
+	if (secret_len < 1 || secret_len > REMOTE_SECRET_MAX) {
+		snprintf(err, errlen, "%s://%s:%u: a secret of %zu bytes: it must be 1 to %d bytes",
+			 t->provider, t->host, t->port, secret_len, REMOTE_SECRET_MAX);
+		return -EINVAL;
+	}
+	pthread_once(&env_once, env_init);
+	struct remote_conn *c = calloc(1, sizeof *c);
+	if (!c) {
+		snprintf(err, errlen, "remote: out of memory");
+		return -ENOMEM;
+	}
+	c->fd = -1;
+	pthread_mutex_init(&c->lock, NULL);
+	atomic_init(&c->next_key, 1);
+	snprintf(c->name, sizeof c->name, "%s://%s:%u", t->provider, t->host, t->port);
+
+	int rc = tdp_connect(t->host, t->port, CONNECT_MS, &c->fd, why, sizeof why);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: %s", c->name, why);
+		goto fail;
+	}
+	struct tdp_msg w;
+	const char *me = program_invocation_short_name;
+	rc = tdp_handshake(c->fd, secret, secret_len, me ? me : "", &w, CONNECT_MS, why,
+			   sizeof why);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: %s", c->name, why);
+		goto fail;
+	}
+	if (strcmp(w.u.welcome.provider, prov) != 0) {
+		snprintf(err, errlen,
+			 "%s: the server serves fabric provider \"%s\", but the address asks for "
+			 "\"%s\": use the scheme of the server's --provider",
+			 c->name, w.u.welcome.provider, prov);
+		rc = -EPROTONOSUPPORT;
+		goto fail;
+	}
+	c->client_id = w.u.welcome.client_id;
+	c->capacity = w.u.welcome.capacity;
+	c->client_limit = w.u.welcome.client_limit;
+	memcpy(c->addr, w.u.welcome.addr, w.u.welcome.addr_len);
+	c->addrlen = w.u.welcome.addr_len;
+	rc = fabric_open(c, prov, err, errlen);
+	if (rc < 0)
+		goto fail;
+	tlog(LOG_INFO, "%s: connected as client %llu (capacity %llu, limit %llu, provider %s)",
+	     c->name, (unsigned long long)c->client_id, (unsigned long long)c->capacity,
+	     (unsigned long long)c->client_limit, prov);
+	*out = c;
+	return 0;
+fail:
+	conn_free(c);
+	return rc;
+}
+
+/* ---- control operations -------------------------------------------------- */
+
+static int fab_lease(struct remote_conn *c, uint64_t bytes, struct remote_lease *out, char *err,
+		     size_t errlen)
+{
+	char why[400], size[32];
+	struct tdp_msg req = {.type = TDP_LEASE_REQ}, rep;
+	req.u.lease_req.bytes = bytes;
+	tdp_size_text(bytes, size, sizeof size);
+	int rc = conn_request(c, &req, TDP_LEASE, &rep, why, sizeof why);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: lease of %s: %s", c->name, size, why);
+		return rc;
+	}
+	if (rep.u.lease.len < bytes) {
+		snprintf(err, errlen, "%s: lease of %s: the server granted only %llu bytes",
+			 c->name, size, (unsigned long long)rep.u.lease.len);
+		return -EPROTO;
+	}
+	out->id = rep.u.lease.id;
+	out->raddr = rep.u.lease.raddr;
+	out->key = rep.u.lease.key;
+	out->len = rep.u.lease.len;
+	return 0;
+}
+
+static int fab_release(struct remote_conn *c, uint64_t lease_id)
+{
+	char why[400];
+	struct tdp_msg req = {.type = TDP_RELEASE}, rep;
+	req.u.release.id = lease_id;
+	int rc = conn_request(c, &req, TDP_OK, &rep, why, sizeof why);
+	if (rc < 0)
+		tlog(LOG_DEBUG, "%s: release of lease %llu: %s", c->name,
+		     (unsigned long long)lease_id, why);
+	return rc;
+}
+
+static int fab_report(struct remote_conn *c, uint64_t bytes_written, uint64_t bytes_read)
+{
+	struct tdp_msg m = {.type = TDP_REPORT};
+	m.u.report.bytes_written = bytes_written;
+	m.u.report.bytes_read = bytes_read;
+	if (atomic_load(&c->dead))
+		return -ECONNRESET;
+	pthread_mutex_lock(&c->lock);
+	int rc = tdp_send_msg(c->fd, &m, REPORT_MS);
+	if (rc < 0)
+		conn_broken(c, rc);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+static int fab_server_stats(struct remote_conn *c, struct remote_server_stats *out)
+{
+	char why[400];
+	struct tdp_msg req = {.type = TDP_STATS_REQ}, rep;
+	int rc = conn_request(c, &req, TDP_STATS, &rep, why, sizeof why);
+	if (rc < 0) {
+		tlog(LOG_DEBUG, "%s: stats: %s", c->name, why);
+		return rc;
+	}
+	out->capacity = rep.u.stats.capacity;
+	out->leased = rep.u.stats.leased;
+	out->clients = rep.u.stats.clients;
+	out->leases = rep.u.stats.leases;
+	out->bytes_written = rep.u.stats.bytes_written;
+	out->bytes_read = rep.u.stats.bytes_read;
+	out->errors = rep.u.stats.errors;
+	out->refusals = rep.u.stats.refusals;
+	return 0;
+}
+
+/* ---- registration -------------------------------------------------------- */
+
+/* fab_reg -- register a local buffer when the provider needs it (FI_MR_LOCAL) */
+static int fab_reg(struct remote_conn *c, void *buf, size_t len, void **desc, void **handle)
+{
+	if (!c->mr_local) {
+		*desc = NULL;
+		*handle = &no_mr;
+		return 0;
+	}
+	struct fid_mr *mr;
+	uint64_t key = atomic_fetch_add(&c->next_key, 1);
+	int rc = fi_mr_reg(c->domain, buf, len, FI_READ | FI_WRITE, 0, key, 0, &mr, NULL);
+	if (rc != 0) {
+		tlog(LOG_WARN, "%s: cannot register %zu bytes at %p: %s", c->name, len, buf,
+		     fi_strerror(-rc));
+		return fab_errno(rc);
+	}
+	*desc = fi_mr_desc(mr);
+	*handle = mr;
+	return 0;
+}
+
+static void fab_dereg(void *handle)
+{
+	if (handle && handle != &no_mr)
+		fi_close(&((struct fid_mr *)handle)->fid);
+}
+
+/* ---- channels ------------------------------------------------------------ */
+
+static void chan_free(struct remote_chan *ch)
+{
+	if (ch->ep)
+		fi_close(&ch->ep->fid);
+	if (ch->av)
+		fi_close(&ch->av->fid);
+	if (ch->cq)
+		fi_close(&ch->cq->fid);
+	free(ch->ops);
+	free(ch);
+}
+
+/* fab_chan_open -- an endpoint, its CQ (with a wait fd if the provider has one) and AV */
+static int fab_chan_open(struct remote_conn *c, struct remote_chan **out)
+{
+	*out = NULL;
+	if (atomic_load(&c->dead))
+		return -ECONNRESET;
+	struct remote_chan *ch = calloc(1, sizeof *ch);
+	if (!ch)
+		return -ENOMEM;
+	ch->c = c;
+	ch->waitfd = -1;
+	ch->nops = c->info->tx_attr->size;
+	if (ch->nops == 0 || ch->nops > OPS_MAX)
+		ch->nops = OPS_MAX;
+	ch->ops = calloc(ch->nops, sizeof *ch->ops);
+	if (!ch->ops) {
+		free(ch);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < ch->nops; i++)
+		ch->ops[i].next = i + 1 < ch->nops ? &ch->ops[i + 1] : NULL;
+	ch->free = &ch->ops[0];
+
+	const char *what = "completion queue";
+	struct fi_cq_attr ca = {
+		.format = FI_CQ_FORMAT_CONTEXT, .size = ch->nops, .wait_obj = FI_WAIT_FD};
+	int rc = fi_cq_open(c->domain, &ca, &ch->cq, NULL);
+	if (rc == 0 && fi_control(&ch->cq->fid, FI_GETWAIT, &ch->waitfd) != 0)
+		ch->waitfd = -1;
+	if (rc != 0) { /* shm has no wait fd: it is polled with short sleeps */
+		ca.wait_obj = FI_WAIT_NONE;
+		rc = fi_cq_open(c->domain, &ca, &ch->cq, NULL);
+	}
+	if (rc != 0)
+		goto fail;
+	what = "address vector";
+	struct fi_av_attr aa = {.type = FI_AV_TABLE, .count = 1};
+	rc = fi_av_open(c->domain, &aa, &ch->av, NULL);
+	if (rc != 0)
+		goto fail;
+	what = "endpoint";
+	rc = fi_endpoint(c->domain, c->info, &ch->ep, NULL);
+	if (rc == 0)
+		rc = fi_ep_bind(ch->ep, &ch->av->fid, 0);
+	if (rc == 0)
+		rc = fi_ep_bind(ch->ep, &ch->cq->fid, FI_TRANSMIT | FI_RECV);
+	if (rc == 0)
+		rc = fi_enable(ch->ep);
+	if (rc != 0)
+		goto fail;
+	what = "server address";
+	rc = fi_av_insert(ch->av, c->addr, 1, &ch->server, 0, NULL);
+	if (rc != 1) {
+		rc = rc < 0 ? rc : -FI_EADDRNOTAVAIL;
+		goto fail;
+	}
+	ch->last_probe = now_ns();
+	atomic_fetch_add(&c->nchan, 1);
+	*out = ch;
+	return 0;
+fail:
+	tlog(LOG_WARN, "%s: cannot open a channel: %s: %s", c->name, what, fi_strerror(-rc));
+	chan_free(ch);
+	return fab_errno(rc);
+}
+
+static void fab_chan_close(struct remote_chan *ch)
+{
+	if (!ch)
+		return;
+	atomic_fetch_sub(&ch->c->nchan, 1);
+	chan_free(ch);
+}
+
+/* ---- data path ----------------------------------------------------------- */
+
+/* Every so often, and at once if known, find out whether the server is gone. */
+static bool chan_dead(struct remote_chan *ch, int64_t now)
+{
+	if (atomic_load(&ch->c->dead))
+		return true;
+	if (now - ch->last_probe < PROBE_NS)
+		return false;
+	ch->last_probe = now;
+	return conn_probe_dead(ch->c);
+}
+
+static int fab_post(struct remote_chan *ch, const struct remote_io *io, bool write)
+{
+	if (atomic_load(&ch->c->dead))
+		return -ECONNRESET;
+	if (io->len == 0 || io->len > ch->c->info->ep_attr->max_msg_size)
+		return io->len == 0 ? -EINVAL : -EMSGSIZE;
+	struct fab_op *op = ch->free;
+	if (!op)
+		return chan_dead(ch, now_ns()) ? -ECONNRESET : -EAGAIN;
+	struct iovec iov = {.iov_base = io->buf, .iov_len = io->len};
+	void *desc = io->desc;
+	struct fi_rma_iov rma = {.addr = io->raddr, .len = io->len, .key = io->key};
+	struct fi_msg_rma msg = {
+		.msg_iov = &iov,
+		.desc = &desc,
+		.iov_count = 1,
+		.addr = ch->server,
+		.rma_iov = &rma,
+		.rma_iov_count = 1,
+		.context = &op->fctx,
+	};
+	/* A write completes only once delivered: the caller may then drop its copy. */
+	ssize_t rc = write ? fi_writemsg(ch->ep, &msg, FI_DELIVERY_COMPLETE | FI_COMPLETION)
+			   : fi_readmsg(ch->ep, &msg, FI_COMPLETION);
+	if (rc == 0) {
+		ch->free = op->next;
+		op->ctx = io->ctx;
+		op->busy = true;
+		op->abandoned = false;
+		ch->inflight++;
+		return 0;
+	}
+	if (rc == -FI_EAGAIN)
+		return chan_dead(ch, now_ns()) ? -ECONNRESET : -EAGAIN;
+	tlog(LOG_DEBUG, "%s: fi_%smsg: %s", ch->c->name, write ? "write" : "read",
+	     fi_strerror((int)-rc));
+	return fab_errno(rc);
+}
+
+static int fab_post_read(struct remote_chan *ch, const struct remote_io *io)
+{
+	return fab_post(ch, io, false);
+}
+
+static int fab_post_write(struct remote_chan *ch, const struct remote_io *io)
+{
+	return fab_post(ch, io, true);
+}
+
+/* Retire an op the provider has finished with; true when the caller must hear of it. */
+static bool op_done(struct remote_chan *ch, struct fab_op *op)
+{
+	bool report = !op->abandoned;
+	op->busy = false;
+	op->abandoned = false;
+	op->next = ch->free;
+	ch->free = op;
+	if (report)
+		ch->inflight--;
+	return report;
+}
+
+/*
+ * reap -- one fi_cq_read: completions into cqe, an error entry as a cqe
+ * with a negative status.  Returns the count, 0 for nothing, or a negative
+ * errno when the queue itself failed.
+ */
+static int reap(struct remote_chan *ch, struct remote_cqe *cqe, int max)
+{
+	struct fi_cq_entry e[CQ_BATCH];
+	int want = max < CQ_BATCH ? max : CQ_BATCH;
+	ssize_t n = fi_cq_read(ch->cq, e, (size_t)want);
+	int k = 0;
+	if (n > 0) {
+		for (ssize_t i = 0; i < n; i++) {
+			struct fab_op *op = e[i].op_context;
+			void *ctx = op->ctx;
+			if (op_done(ch, op)) {
+				cqe[k].ctx = ctx;
+				cqe[k].status = 0;
+				k++;
+			}
+		}
+		return k;
+	}
+	if (n == 0 || n == -FI_EAGAIN)
+		return 0;
+	if (n != -FI_EAVAIL)
+		return fab_errno(n);
+	struct fi_cq_err_entry ee = {0};
+	if (fi_cq_readerr(ch->cq, &ee, 0) != 1)
+		return 0;
+	struct fab_op *op = ee.op_context;
+	if (!op) {
+		/* expected once the server is gone; worth a warning otherwise */
+		tlog(conn_probe_dead(ch->c) ? LOG_DEBUG : LOG_WARN,
+		     "%s: completion queue error without a transfer: %s", ch->c->name,
+		     fi_strerror(ee.err));
+		return fab_errno(ee.err);
+	}
+	void *ctx = op->ctx;
+	if (!op_done(ch, op))
+		return 0;
+	tlog(LOG_DEBUG, "%s: transfer failed: %s (%s)", ch->c->name, fi_strerror(ee.err),
+	     fi_cq_strerror(ch->cq, ee.prov_errno, ee.err_data, NULL, 0));
+	cqe[0].ctx = ctx;
+	cqe[0].status = fab_errno(ee.err);
+	if (cqe[0].status == 0 || cqe[0].status == -EAGAIN)
+		cqe[0].status = -EIO;
+	return 1;
+}
+
+/*
+ * The server is gone: report every transfer in flight as failed.  The ops
+ * stay out of the pool until the provider gives them back (if ever), so a
+ * late completion cannot be confused with a new transfer.
+ */
+static int fail_inflight(struct remote_chan *ch, struct remote_cqe *cqe, int max)
+{
+	int k = 0;
+	for (size_t i = 0; i < ch->nops && k < max; i++) {
+		struct fab_op *op = &ch->ops[i];
+		if (!op->busy || op->abandoned)
+			continue;
+		op->abandoned = true;
+		ch->inflight--;
+		cqe[k].ctx = op->ctx;
+		cqe[k].status = -ECONNRESET;
+		k++;
+	}
+	return k;
+}
+
+/*
+ * fab_poll -- reap completions, driving progress (it is manual) with
+ * fi_cq_read.  While waiting: SPINS calls back to back, then block on the
+ * CQ's wait fd in slices (tcp has one: it wakes when data arrives), or
+ * sleep SLEEP_NS between calls (shm has none).  The control socket is
+ * probed every PROBE_NS so a dead server ends the wait.
+ */
+static int fab_poll(struct remote_chan *ch, struct remote_cqe *cqe, int max, int timeout_ms)
+{
+	if (max <= 0)
+		return -EINVAL;
+	int64_t deadline = -1;
+	unsigned spins = 0;
+	for (;;) {
+		int n = reap(ch, cqe, max);
+		if (n != 0)
+			return n;
+		if (ch->inflight == 0)
+			return 0; /* nothing can complete */
+		int64_t now = now_ns();
+		if (chan_dead(ch, now))
+			return fail_inflight(ch, cqe, max);
+		if (timeout_ms == 0)
+			return 0;
+		if (deadline < 0 && timeout_ms > 0)
+			deadline = now + (int64_t)timeout_ms * 1000000;
+		if (deadline >= 0 && now >= deadline)
+			return 0;
+		if (++spins < SPINS)
+			continue;
+		if (ch->waitfd >= 0) {
+			struct fid *f = &ch->cq->fid;
+			if (fi_trywait(ch->c->fabric, &f, 1) != FI_SUCCESS)
+				continue; /* something is ready: read it */
+			int64_t left = deadline >= 0 ? (deadline - now) / 1000000 + 1 : WAIT_SLICE_MS;
+			struct pollfd pfd = {.fd = ch->waitfd, .events = POLLIN};
+			poll(&pfd, 1, left < WAIT_SLICE_MS ? (int)left : WAIT_SLICE_MS);
+		} else {
+			struct timespec ts = {0, SLEEP_NS};
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
+/* fab_close -- the server releases our leases when the connection ends */
+static void fab_close(struct remote_conn *c)
+{
+	if (!c)
+		return;
+	int n = atomic_load(&c->nchan);
+	if (n > 0) {
+		/* fi_close of the domain would fail: keep the fabric objects, drop the rest */
+		tlog(LOG_WARN, "%s: closed with %d channel(s) still open: leaking them", c->name,
+		     n);
+		close(c->fd);
+		return;
+	}
+	conn_free(c);
+}
+
+static const char *fab_name_of(struct remote_conn *c)
+{
+	return c->name;
+}
+
+const struct remote_ops remote_fabric_ops = {
+	.name = "fabric",
+	.connect = fab_connect,
+	.lease = fab_lease,
+	.release = fab_release,
+	.report = fab_report,
+	.server_stats = fab_server_stats,
+	.check = fab_check,
+	.reg = fab_reg,
+	.dereg = fab_dereg,
+	.chan_open = fab_chan_open,
+	.chan_close = fab_chan_close,
+	.post_read = fab_post_read,
+	.post_write = fab_post_write,
+	.poll = fab_poll,
+	.close = fab_close,
+	.name_of = fab_name_of,
+};

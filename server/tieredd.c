@@ -1,0 +1,769 @@
+/*
+ * tieredd.c -- the memory server: options, the secret, the listening
+ * socket, and the one-thread poll() loop that serves control connections
+ * (client.c) and drives fabric progress (fabric.c).  `tieredd --status`
+ * asks a running server for its figures.
+ *
+ * Progress: clients' RMA advances only while this loop calls fi_cq_read.
+ * In the default adaptive mode the loop spins (poll with no timeout,
+ * sched_yield between rounds) while traffic was seen in the last --spin-us
+ * microseconds, and otherwise sleeps: blocked on the CQ's wait fd where the
+ * provider has one (tcp: it wakes on incoming data), or in 1 ms polls where
+ * it has none (shm).  An idle server uses no CPU.
+ *
+ * SIGTERM and SIGINT are blocked except inside ppoll(), so the loop sees
+ * them at one place and shuts down cleanly: leases released, exit 0.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sha256.h"
+#include "tieredd.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "unknown"
+#endif
+
+#define IDLE_NS 1000000LL	 /* the nap between progress calls without a wait fd */
+#define PARENT_CHECK_NS 200000000LL
+#define STATUS_MS 5000
+#define CAPACITY_MAX (64ULL << 40) /* what a 47-bit address space can map */
+
+int g_slog_level = SLOG_INFO;
+static volatile sig_atomic_t g_stop;
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+void slog(int level, const char *fmt, ...)
+{
+	if (level > g_slog_level)
+		return;
+	char buf[1024];
+	int n = snprintf(buf, sizeof buf, "tieredd: %s: ", level_names[level & 3]);
+	va_list ap;
+	va_start(ap, fmt);
+	int m = vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+	if (len > sizeof buf - 2)
+		len = sizeof buf - 2;
+	buf[len++] = '\n';
+	ssize_t w = write(STDERR_FILENO, buf, len); /* one write: lines do not mix */
+	(void)w;
+}
+
+int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ---- options ------------------------------------------------------------- */
+
+enum {
+	OPT_SECRET_FD = 256,
+	OPT_CLIENT_LIMIT,
+	OPT_MAX_CLIENTS,
+	OPT_MAX_LEASES,
+	OPT_DETACH,
+	OPT_READY_FD,
+	OPT_PRIVATE,
+	OPT_PARENT,
+	OPT_STATS_INTERVAL,
+	OPT_STATUS,
+	OPT_PROGRESS,
+	OPT_SPIN_US,
+};
+
+static const struct option longopts[] = {
+	{"listen", required_argument, NULL, 'l'},
+	{"port", required_argument, NULL, 'p'},
+	{"provider", required_argument, NULL, 'P'},
+	{"capacity", required_argument, NULL, 'c'},
+	{"secret-file", required_argument, NULL, 's'},
+	{"secret-fd", required_argument, NULL, OPT_SECRET_FD},
+	{"client-limit", required_argument, NULL, OPT_CLIENT_LIMIT},
+	{"max-clients", required_argument, NULL, OPT_MAX_CLIENTS},
+	{"max-leases", required_argument, NULL, OPT_MAX_LEASES},
+	{"foreground", no_argument, NULL, 'f'},
+	{"detach", no_argument, NULL, OPT_DETACH},
+	{"log-level", required_argument, NULL, 'v'},
+	{"ready-fd", required_argument, NULL, OPT_READY_FD},
+	{"private", no_argument, NULL, OPT_PRIVATE},
+	{"parent", required_argument, NULL, OPT_PARENT},
+	{"stats-interval", required_argument, NULL, OPT_STATS_INTERVAL},
+	{"status", no_argument, NULL, OPT_STATUS},
+	{"progress", required_argument, NULL, OPT_PROGRESS},
+	{"spin-us", required_argument, NULL, OPT_SPIN_US},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, 'V'},
+	{NULL, 0, NULL, 0},
+};
+
+static void usage(FILE *f)
+{
+	fputs("usage: tieredd -s SECRET_FILE [options]\n"
+	      "       tieredd --status -s SECRET_FILE [-l ADDR] [-p PORT]\n"
+	      "Serve memory to libtiered clients over libfabric RMA.\n"
+	      "\n"
+	      "  -l, --listen ADDR        IPv4 address to listen on (default 127.0.0.1)\n"
+	      "  -p, --port PORT          control port, 0 picks one (default 7411)\n"
+	      "  -P, --provider NAME      fabric provider: tcp, shm or verbs (default tcp)\n"
+	      "  -c, --capacity SIZE      memory served, a multiple of 2M (default 1G)\n"
+	      "  -s, --secret-file PATH   shared secret, 16 to 256 bytes, mode 0600 or stricter\n"
+	      "      --secret-fd N        read the secret from fd N instead, then close it\n"
+	      "      --client-limit SIZE  most one client may lease (default: the capacity)\n"
+	      "      --max-clients N      concurrent connections (default 64)\n"
+	      "      --max-leases N       leases per client (default 4096)\n"
+	      "  -f, --foreground         stay in the foreground (the default)\n"
+	      "      --detach             fork; the parent exits 0 at once\n"
+	      "  -v, --log-level LEVEL    error, warn, info or debug (default info)\n"
+	      "      --ready-fd N         once serving, write \"PORT PID\\n\" to fd N and close it\n"
+	      "      --private            exit when the last client has gone\n"
+	      "      --parent PID         with --private: also exit when PID is gone\n"
+	      "      --stats-interval SEC log the figures every SEC seconds (default 0: never)\n"
+	      "      --progress MODE      adaptive, spin or wait (default adaptive)\n"
+	      "      --spin-us USEC       adaptive: spin this long after traffic (default 2000)\n"
+	      "      --status             print a running server's figures and exit\n"
+	      "  -h, --help               this text\n"
+	      "  -V, --version            the version\n",
+	      f);
+}
+
+static int bad(const char *opt, const char *val, const char *allowed)
+{
+	fprintf(stderr, "tieredd: %s '%s': %s\n", opt, val, allowed);
+	return -EINVAL;
+}
+
+/* A decimal number in [min, max], nothing else. */
+static int parse_num(const char *opt, const char *s, unsigned long long min,
+		     unsigned long long max, unsigned long long *out)
+{
+	char allowed[96];
+	snprintf(allowed, sizeof allowed, "expected a number from %llu to %llu", min, max);
+	unsigned long long v = 0;
+	if (!*s)
+		return bad(opt, s, allowed);
+	for (const char *p = s; *p; p++) {
+		if (*p < '0' || *p > '9' || v > (max - (unsigned)(*p - '0')) / 10)
+			return bad(opt, s, allowed);
+		v = v * 10 + (unsigned)(*p - '0');
+	}
+	if (v < min)
+		return bad(opt, s, allowed);
+	*out = v;
+	return 0;
+}
+
+/* A size: digits and an optional K, M, G or T (optionally followed by B or iB). */
+static int parse_size(const char *opt, const char *s, unsigned long long *out)
+{
+	const char *allowed = "expected a size like 512M or 4G (bytes, or a number with a K, M, "
+			      "G or T suffix)";
+	unsigned long long v = 0;
+	const char *p = s;
+	if (*p < '0' || *p > '9')
+		return bad(opt, s, allowed);
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (~0ULL - 9) / 10)
+			return bad(opt, s, allowed);
+		v = v * 10 + (unsigned)(*p - '0');
+	}
+	unsigned shift = 0;
+	switch (*p) {
+	case 0: break;
+	case 'k': case 'K': shift = 10; break;
+	case 'm': case 'M': shift = 20; break;
+	case 'g': case 'G': shift = 30; break;
+	case 't': case 'T': shift = 40; break;
+	default: return bad(opt, s, allowed);
+	}
+	if (shift) {
+		p++;
+		if (strcmp(p, "iB") == 0 || strcmp(p, "B") == 0)
+			p += strlen(p);
+	}
+	if (*p || v > (~0ULL >> shift))
+		return bad(opt, s, allowed);
+	*out = v << shift;
+	return 0;
+}
+
+static int parse_fd(const char *opt, const char *s, int *out)
+{
+	unsigned long long v;
+	if (parse_num(opt, s, 0, 1 << 20, &v) < 0)
+		return -EINVAL;
+	if (fcntl((int)v, F_GETFD) < 0)
+		return bad(opt, s, "that file descriptor is not open");
+	*out = (int)v;
+	return 0;
+}
+
+struct cli {
+	struct server_opts o;
+	const char *secret_file;
+	int secret_fd;
+	bool client_limit_set;
+};
+
+/* parse_args -- every option; 0, 1 (help/version printed) or -EINVAL (message printed) */
+static int parse_args(int argc, char **argv, struct cli *a)
+{
+	struct server_opts *o = &a->o;
+	unsigned long long v;
+	memset(a, 0, sizeof *a);
+	snprintf(o->listen, sizeof o->listen, "127.0.0.1");
+	o->port = TDP_DEFAULT_PORT;
+	snprintf(o->provider, sizeof o->provider, "tcp");
+	o->capacity = 1ULL << 30;
+	o->max_clients = 64;
+	o->max_leases = 4096;
+	o->log_level = SLOG_INFO;
+	o->ready_fd = -1;
+	o->parent = 0;
+	o->progress = PROGRESS_ADAPTIVE;
+	o->spin_us = 2000;
+	a->secret_fd = -1;
+	opterr = 0;
+	optind = 1;
+	int c;
+	while ((c = getopt_long(argc, argv, ":l:p:P:c:s:fv:hV", longopts, NULL)) != -1) {
+		const char *arg = optarg;
+		switch (c) {
+		case 'l': {
+			struct in_addr ia;
+			if (strlen(arg) >= sizeof o->listen || inet_pton(AF_INET, arg, &ia) != 1)
+				return bad("--listen", arg,
+					   "expected an IPv4 address like 127.0.0.1 or 0.0.0.0");
+			snprintf(o->listen, sizeof o->listen, "%s", arg);
+			break;
+		}
+		case 'p':
+			if (parse_num("--port", arg, 0, 65535, &v) < 0)
+				return -EINVAL;
+			o->port = (uint16_t)v;
+			break;
+		case 'P':
+			if (strcmp(arg, "tcp") && strcmp(arg, "shm") && strcmp(arg, "verbs"))
+				return bad("--provider", arg, "expected tcp, shm or verbs");
+			snprintf(o->provider, sizeof o->provider, "%s", arg);
+			break;
+		case 'c':
+			if (parse_size("--capacity", arg, &v) < 0)
+				return -EINVAL;
+			if (v < TDP_GRANULE || v % TDP_GRANULE || v > CAPACITY_MAX)
+				return bad("--capacity", arg,
+					   "expected a multiple of 2M (the lease granule) from 2M "
+					   "to 64T");
+			o->capacity = v;
+			break;
+		case 's': a->secret_file = arg; break;
+		case OPT_SECRET_FD:
+			if (parse_fd("--secret-fd", arg, &a->secret_fd) < 0)
+				return -EINVAL;
+			break;
+		case OPT_CLIENT_LIMIT:
+			if (parse_size("--client-limit", arg, &v) < 0)
+				return -EINVAL;
+			if (v < TDP_GRANULE)
+				return bad("--client-limit", arg, "expected at least 2M (one lease)");
+			o->client_limit = v;
+			a->client_limit_set = true;
+			break;
+		case OPT_MAX_CLIENTS:
+			if (parse_num("--max-clients", arg, 1, 65536, &v) < 0)
+				return -EINVAL;
+			o->max_clients = (unsigned)v;
+			break;
+		case OPT_MAX_LEASES:
+			if (parse_num("--max-leases", arg, 1, 1 << 24, &v) < 0)
+				return -EINVAL;
+			o->max_leases = (unsigned)v;
+			break;
+		case 'f': o->detach = false; break;
+		case OPT_DETACH: o->detach = true; break;
+		case 'v': {
+			int l = -1;
+			for (int i = 0; i < 4; i++)
+				if (strcmp(arg, level_names[i]) == 0)
+					l = i;
+			if (l < 0)
+				return bad("--log-level", arg, "expected error, warn, info or debug");
+			o->log_level = l;
+			break;
+		}
+		case OPT_READY_FD:
+			if (parse_fd("--ready-fd", arg, &o->ready_fd) < 0)
+				return -EINVAL;
+			break;
+		case OPT_PRIVATE: o->private_mode = true; break;
+		case OPT_PARENT:
+			if (parse_num("--parent", arg, 1, 1 << 30, &v) < 0)
+				return -EINVAL;
+			o->parent = (long)v;
+			break;
+		case OPT_STATS_INTERVAL:
+			if (parse_num("--stats-interval", arg, 0, 86400, &v) < 0)
+				return -EINVAL;
+			o->stats_interval = (unsigned)v;
+			break;
+		case OPT_STATUS: o->status = true; break;
+		case OPT_PROGRESS:
+			if (strcmp(arg, "adaptive") == 0)
+				o->progress = PROGRESS_ADAPTIVE;
+			else if (strcmp(arg, "spin") == 0)
+				o->progress = PROGRESS_SPIN;
+			else if (strcmp(arg, "wait") == 0)
+				o->progress = PROGRESS_WAIT;
+			else
+				return bad("--progress", arg, "expected adaptive, spin or wait");
+			break;
+		case OPT_SPIN_US:
+			if (parse_num("--spin-us", arg, 0, 10000000, &v) < 0)
+				return -EINVAL;
+			o->spin_us = (unsigned)v;
+			break;
+		case 'h': usage(stdout); return 1;
+		case 'V': printf("tieredd (libtiered) %s, protocol %u\n", PACKAGE_VERSION,
+				 TDP_VERSION);
+			return 1;
+		case ':':
+			fprintf(stderr, "tieredd: option '%s' needs a value: see tieredd --help\n",
+				argv[optind - 1]);
+			return -EINVAL;
+		default:
+			fprintf(stderr, "tieredd: unknown option '%s': see tieredd --help\n",
+				argv[optind - 1]);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "tieredd: unexpected argument '%s': tieredd takes options only\n",
+			argv[optind]);
+		return -EINVAL;
+	}
+	if (!a->secret_file && a->secret_fd < 0) {
+		fprintf(stderr, "tieredd: a secret is required: give --secret-file PATH or "
+				"--secret-fd N\n");
+		return -EINVAL;
+	}
+	if (a->secret_file && a->secret_fd >= 0) {
+		fprintf(stderr, "tieredd: --secret-file and --secret-fd: give one of them\n");
+		return -EINVAL;
+	}
+	if (a->client_limit_set && o->client_limit > o->capacity) {
+		char cap[32];
+		tdp_size_text(o->capacity, cap, sizeof cap);
+		fprintf(stderr, "tieredd: --client-limit %llu: it must not exceed the capacity (%s)\n",
+			(unsigned long long)o->client_limit, cap);
+		return -EINVAL;
+	}
+	if (!a->client_limit_set)
+		o->client_limit = o->capacity;
+	if (o->parent && !o->private_mode) {
+		fprintf(stderr, "tieredd: --parent %ld: it needs --private\n", o->parent);
+		return -EINVAL;
+	}
+	if (o->status && o->port == 0) {
+		fprintf(stderr, "tieredd: --status --port 0: give the port of the running server\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* ---- the secret ---------------------------------------------------------- */
+
+/* Read the secret from fd (what names it in messages); strip one trailing newline. */
+static int read_secret(int fd, const char *what, uint8_t *buf, size_t *len)
+{
+	uint8_t tmp[TDP_SECRET_MAX + 3];
+	size_t n = 0;
+	while (n < sizeof tmp) {
+		ssize_t r = read(fd, tmp + n, sizeof tmp - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			fprintf(stderr, "tieredd: cannot read the secret from %s: %s\n", what,
+				strerror(errno));
+			return -errno;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	if (n > 0 && tmp[n - 1] == '\n')
+		n--;
+	if (n > 0 && tmp[n - 1] == '\r')
+		n--;
+	if (n < TDP_SECRET_MIN || n > TDP_SECRET_MAX) {
+		fprintf(stderr,
+			"tieredd: the secret in %s is %s%zu bytes long: it must be %d to %d bytes\n",
+			what, n > TDP_SECRET_MAX ? "over " : "", n > TDP_SECRET_MAX ? (size_t)TDP_SECRET_MAX : n,
+			TDP_SECRET_MIN, TDP_SECRET_MAX);
+		secure_zero(tmp, sizeof tmp);
+		return -EINVAL;
+	}
+	memcpy(buf, tmp, n);
+	*len = n;
+	secure_zero(tmp, sizeof tmp);
+	return 0;
+}
+
+static int load_secret(const struct cli *a, struct server *s)
+{
+	if (a->secret_fd >= 0) {
+		char what[32];
+		snprintf(what, sizeof what, "fd %d", a->secret_fd);
+		int rc = read_secret(a->secret_fd, what, s->secret, &s->secret_len);
+		close(a->secret_fd);
+		return rc;
+	}
+	int fd = open(a->secret_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		fprintf(stderr, "tieredd: --secret-file '%s': %s\n", a->secret_file,
+			strerror(errno));
+		return -errno;
+	}
+	struct stat st;
+	int rc = 0;
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		fprintf(stderr, "tieredd: --secret-file '%s': %s\n", a->secret_file, strerror(-rc));
+	} else if (!S_ISREG(st.st_mode)) {
+		rc = -EINVAL;
+		fprintf(stderr, "tieredd: --secret-file '%s': not a regular file\n", a->secret_file);
+	} else if (st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) {
+		rc = -EPERM;
+		fprintf(stderr,
+			"tieredd: --secret-file '%s': readable or writable by group or others "
+			"(mode %04o): allow its owner only (chmod 600)\n",
+			a->secret_file, (unsigned)(st.st_mode & 07777));
+	} else {
+		rc = read_secret(fd, a->secret_file, s->secret, &s->secret_len);
+	}
+	close(fd);
+	return rc;
+}
+
+/* ---- --status ------------------------------------------------------------ */
+
+static int run_status(const struct server *s)
+{
+	const char *host = strcmp(s->o.listen, "0.0.0.0") == 0 ? "127.0.0.1" : s->o.listen;
+	char why[512];
+	int fd;
+	int rc = tdp_connect(host, s->o.port, STATUS_MS, &fd, why, sizeof why);
+	if (rc < 0) {
+		fprintf(stderr, "tieredd: status: %s\n", why);
+		return 1;
+	}
+	struct tdp_msg w, req = {.type = TDP_STATS_REQ}, rep;
+	rc = tdp_handshake(fd, s->secret, s->secret_len, "tieredd-status", &w, STATUS_MS, why,
+			   sizeof why);
+	if (rc == 0)
+		rc = tdp_request(fd, &req, TDP_STATS, &rep, STATUS_MS, why, sizeof why);
+	close(fd);
+	if (rc < 0) {
+		fprintf(stderr, "tieredd: status: %s:%u: %s\n", host, s->o.port, why);
+		return 1;
+	}
+	const struct tdp_stats *st = &rep.u.stats;
+	printf("capacity %llu\nleased %llu\nclients %llu\nleases %llu\nbytes_written %llu\n"
+	       "bytes_read %llu\nerrors %llu\nrefusals %llu\n",
+	       (unsigned long long)st->capacity, (unsigned long long)st->leased,
+	       (unsigned long long)st->clients, (unsigned long long)st->leases,
+	       (unsigned long long)st->bytes_written, (unsigned long long)st->bytes_read,
+	       (unsigned long long)st->errors, (unsigned long long)st->refusals);
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/* ---- serving ------------------------------------------------------------- */
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	g_stop = 1;
+}
+
+static int listen_on(struct server *s)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(s->o.port)};
+	inet_pton(AF_INET, s->o.listen, &sin.sin_addr);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		slog(SLOG_ERROR, "socket: %s", strerror(errno));
+		return -errno;
+	}
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0 || listen(fd, 64) < 0) {
+		int e = errno;
+		slog(SLOG_ERROR, "cannot listen on %s:%u: %s", s->o.listen, s->o.port, strerror(e));
+		close(fd);
+		return -e;
+	}
+	socklen_t sl = sizeof sin;
+	getsockname(fd, (struct sockaddr *)&sin, &sl);
+	s->lfd = fd;
+	s->port = ntohs(sin.sin_port);
+	return 0;
+}
+
+static void accept_all(struct server *s)
+{
+	for (;;) {
+		int fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				slog(SLOG_WARN, "accept: %s", strerror(errno));
+			return;
+		}
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		client_accept(s, fd);
+	}
+}
+
+static void log_stats(const struct server *s)
+{
+	struct tdp_stats st;
+	char leased[32], cap[32], wr[32], rd[32];
+	server_stats(s, &st);
+	tdp_size_text(st.leased, leased, sizeof leased);
+	tdp_size_text(st.capacity, cap, sizeof cap);
+	tdp_size_text(st.bytes_written, wr, sizeof wr);
+	tdp_size_text(st.bytes_read, rd, sizeof rd);
+	slog(SLOG_INFO,
+	     "stats: clients %llu, leases %llu, leased %s of %s, written %s, read %s, errors %llu, "
+	     "refusals %llu",
+	     (unsigned long long)st.clients, (unsigned long long)st.leases, leased, cap, wr, rd,
+	     (unsigned long long)st.errors, (unsigned long long)st.refusals);
+}
+
+static int64_t earliest(int64_t a, int64_t b)
+{
+	if (!a)
+		return b;
+	if (!b)
+		return a;
+	return a < b ? a : b;
+}
+
+/* serve -- the loop; returns when told to stop (or, --private, when its clients are gone) */
+static int serve(struct server *s, const sigset_t *waitmask)
+{
+	struct pollfd *pfd = NULL;
+	struct client **who = NULL;
+	size_t cap = 0;
+	const int waitfd = sfab_wait_fd(s->fab);
+	const int64_t spin_ns = (int64_t)s->o.spin_us * 1000;
+	int64_t now = mono_ns(), last_traffic = 0;
+	int64_t next_stats = s->o.stats_interval ? now + (int64_t)s->o.stats_interval * 1000000000LL
+						 : 0;
+	int64_t next_parent = s->o.parent ? now + PARENT_CHECK_NS : 0;
+	int rc = 0;
+
+	while (!g_stop) {
+		if (sfab_progress(s->fab))
+			last_traffic = mono_ns();
+		now = mono_ns();
+		int64_t next = client_timers(s, now);
+		client_reap(s);
+		if (s->o.private_mode && s->had_owner && s->owners == 0) {
+			slog(SLOG_INFO, "private: the last client has gone: exiting");
+			break;
+		}
+		if (next_parent && now >= next_parent) {
+			if (kill((pid_t)s->o.parent, 0) < 0 && errno == ESRCH) {
+				slog(SLOG_INFO, "private: parent %ld has gone: exiting", s->o.parent);
+				break;
+			}
+			next_parent = now + PARENT_CHECK_NS;
+		}
+		if (next_stats && now >= next_stats) {
+			log_stats(s);
+			next_stats = now + (int64_t)s->o.stats_interval * 1000000000LL;
+		}
+		next = earliest(earliest(next, next_parent), next_stats);
+
+		size_t want = s->nclients + 2;
+		if (want > cap) {
+			cap = want * 2;
+			struct pollfd *np = realloc(pfd, cap * sizeof *np);
+			struct client **nw = np ? realloc(who, cap * sizeof *nw) : NULL;
+			if (np)
+				pfd = np;
+			if (!np || !nw) {
+				slog(SLOG_ERROR, "out of memory in the poll loop");
+				rc = -ENOMEM;
+				break;
+			}
+			who = nw;
+		}
+		size_t n = 0;
+		pfd[n++] = (struct pollfd){.fd = s->lfd, .events = POLLIN};
+		if (waitfd >= 0)
+			pfd[n++] = (struct pollfd){.fd = waitfd, .events = POLLIN};
+		size_t first = n;
+		for (size_t i = 0; i < s->nclients; i++) {
+			who[n] = s->clients[i];
+			pfd[n++] = (struct pollfd){.fd = s->clients[i]->fd,
+						   .events = client_events(s->clients[i])};
+		}
+
+		/* How long may the loop sleep?  See the file's comment. */
+		bool spin = s->o.progress == PROGRESS_SPIN ||
+			    (s->o.progress == PROGRESS_ADAPTIVE && last_traffic &&
+			     now - last_traffic < spin_ns);
+		int64_t t; /* ns; -1 = until something happens */
+		if (spin)
+			t = 0;
+		else if (waitfd >= 0)
+			t = sfab_trywait(s->fab) ? -1 : 0;
+		else
+			t = IDLE_NS;
+		if (next && t != 0) {
+			int64_t left = next > now ? next - now : 0;
+			t = t < 0 || left < t ? left : t;
+		}
+		struct timespec ts = {(time_t)(t / 1000000000LL), (long)(t % 1000000000LL)};
+		int got = ppoll(pfd, n, t < 0 ? NULL : &ts, waitmask);
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			slog(SLOG_ERROR, "ppoll: %s", strerror(errno));
+			rc = -errno;
+			break;
+		}
+		if (got > 0) {
+			if (waitfd >= 0 && pfd[1].revents)
+				last_traffic = mono_ns();
+			for (size_t i = first; i < n; i++) {
+				if (pfd[i].revents) {
+					client_event(s, who[i], pfd[i].revents);
+					last_traffic = mono_ns(); /* a lease is often followed by RMA */
+				}
+			}
+			if (pfd[0].revents)
+				accept_all(s);
+		}
+		if (spin && got == 0)
+			sched_yield(); /* let a client on this CPU run */
+	}
+	free(pfd);
+	free(who);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli a;
+	int rc = parse_args(argc, argv, &a);
+	if (rc != 0)
+		return rc > 0 ? 0 : 2;
+	struct server s;
+	memset(&s, 0, sizeof s);
+	s.o = a.o;
+	s.lfd = -1;
+	g_slog_level = s.o.log_level;
+	if (load_secret(&a, &s) < 0)
+		return 2;
+	signal(SIGPIPE, SIG_IGN);
+	if (s.o.status) {
+		rc = run_status(&s);
+		secure_zero(s.secret, sizeof s.secret);
+		return rc;
+	}
+
+	if (s.o.detach) {
+		pid_t pid = fork();
+		if (pid < 0) {
+			slog(SLOG_ERROR, "fork: %s", strerror(errno));
+			return 1;
+		}
+		if (pid > 0)
+			_exit(0);
+		setsid();
+		int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (nul >= 0) {
+			dup2(nul, STDIN_FILENO);
+			dup2(nul, STDOUT_FILENO);
+			if (nul > STDERR_FILENO)
+				close(nul);
+		}
+	}
+
+	/* SIGTERM and SIGINT arrive only inside ppoll (see the file's comment). */
+	sigset_t block, waitmask;
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigprocmask(SIG_BLOCK, &block, &waitmask);
+	sigdelset(&waitmask, SIGTERM);
+	sigdelset(&waitmask, SIGINT);
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+
+	char why[512];
+	rc = pool_init(&s.pool, s.o.capacity, why, sizeof why);
+	if (rc < 0) {
+		slog(SLOG_ERROR, "capacity %llu: %s", (unsigned long long)s.o.capacity, why);
+		return 1;
+	}
+	if (listen_on(&s) < 0) {
+		pool_fini(&s.pool);
+		return 1;
+	}
+	rc = sfab_open(&s.fab, s.o.provider, s.o.listen, why, sizeof why);
+	if (rc < 0) {
+		slog(SLOG_ERROR, "fabric: %s", why);
+		close(s.lfd);
+		pool_fini(&s.pool);
+		return 1;
+	}
+	char cap[32], lim[32];
+	tdp_size_text(s.o.capacity, cap, sizeof cap);
+	tdp_size_text(s.o.client_limit, lim, sizeof lim);
+	slog(SLOG_INFO, "serving %s (at most %s per client) on %s:%u, fabric %s, pid %d", cap, lim,
+	     s.o.listen, s.port, sfab_prov_name(s.fab), (int)getpid());
+	if (s.o.ready_fd >= 0) {
+		dprintf(s.o.ready_fd, "%u %d\n", s.port, (int)getpid());
+		close(s.o.ready_fd);
+	}
+
+	rc = serve(&s, &waitmask);
+	if (g_stop)
+		slog(SLOG_INFO, "signal received: shutting down");
+	client_close_all(&s);
+	sfab_close(s.fab);
+	close(s.lfd);
+	pool_fini(&s.pool);
+	secure_zero(s.secret, sizeof s.secret);
+	return rc < 0 ? 1 : 0;
+}

@@ -1,0 +1,149 @@
+/*
+ * tieredd.h -- the memory server's modules and the state they share.
+ *
+ * tieredd is one thread: a poll() loop (tieredd.c) over the listening
+ * socket, the clients' control sockets (client.c) and fabric progress
+ * (fabric.c); leases are carved from one memory area (pool.c).  Nothing
+ * needs a lock.
+ */
+#ifndef TIEREDD_H
+#define TIEREDD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto.h"
+
+struct fid_mr;
+
+/* ==== tieredd.c ============================================================ */
+enum slog_level { SLOG_ERROR, SLOG_WARN, SLOG_INFO, SLOG_DEBUG };
+extern int g_slog_level;
+/* One line to stderr: "tieredd: <level>: text". */
+void slog(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int64_t mono_ns(void);
+
+/* ==== pool.c =============================================================== */
+/* The served memory: one MAP_NORESERVE area cut into TDP_GRANULE units. */
+struct pool_range {
+	uint64_t off, len;
+};
+struct pool {
+	uint8_t *base;
+	uint64_t size, used;
+	struct pool_range *free; /* sorted by off, never adjacent (coalesced) */
+	size_t nfree, cap;
+};
+int pool_init(struct pool *p, uint64_t size, char *err, size_t errlen);
+void pool_fini(struct pool *p);
+/* First fit of len (a multiple of the granule); 0 or -ENOSPC (-ENOMEM: no room to track). */
+int pool_alloc(struct pool *p, uint64_t len, uint64_t *off);
+/* Zero the range (MADV_DONTNEED, else memset) and return it to the free list. */
+void pool_release(struct pool *p, uint64_t off, uint64_t len);
+uint64_t pool_largest_free(const struct pool *p);
+
+/* ==== fabric.c ============================================================= */
+struct sfab;
+/* Open provider ("tcp", "shm", "verbs") bound to the listen address. */
+int sfab_open(struct sfab **out, const char *scheme, const char *listen, char *err,
+	      size_t errlen);
+void sfab_close(struct sfab *f);
+const char *sfab_prov_name(const struct sfab *f);
+/*
+ * The endpoint's address as clients insert it.  When it is a wildcard IPv4
+ * address, local (the address a client reached us on) replaces it.
+ */
+size_t sfab_addr(const struct sfab *f, const void *local_sin, uint8_t *buf, size_t cap);
+/* Register [addr, addr+len) for remote read and write: its own key, raddr as RMA wants it. */
+int sfab_reg(struct sfab *f, void *addr, uint64_t len, struct fid_mr **mr, uint64_t *key,
+	     uint64_t *raddr, char *err, size_t errlen);
+void sfab_dereg(struct fid_mr *mr);
+/* Drive progress once; true when it saw traffic (completions, remote-access counter). */
+bool sfab_progress(struct sfab *f);
+/* The fd that turns readable on incoming traffic, or -1 (shm has none). */
+int sfab_wait_fd(const struct sfab *f);
+/* May the loop block on the wait fd now?  false: progress is pending, do not block. */
+bool sfab_trywait(struct sfab *f);
+
+/* ==== client.c ============================================================= */
+enum progress_mode { PROGRESS_ADAPTIVE, PROGRESS_SPIN, PROGRESS_WAIT };
+
+struct server_opts {
+	char listen[64];
+	uint16_t port;
+	char provider[16];
+	uint64_t capacity, client_limit;
+	unsigned max_clients, max_leases;
+	int log_level;
+	int ready_fd;
+	bool detach, private_mode, status;
+	long parent;
+	unsigned stats_interval;
+	enum progress_mode progress;
+	unsigned spin_us;
+};
+
+struct lease {
+	uint64_t id, off, len, key, raddr;
+	struct fid_mr *mr;
+};
+
+enum client_state { C_HELLO, C_AUTH, C_READY, C_CLOSING };
+
+struct client {
+	int fd;
+	enum client_state state;
+	uint64_t id; /* 0 until welcomed */
+	char peer[32];		       /* "127.0.0.1:40000" */
+	char name[TDP_STR_MAX + 1];    /* from HELLO, printable */
+	uint32_t pid;
+	bool owner;		       /* counts for --private */
+	uint8_t cnonce[TDP_NONCE_LEN], snonce[TDP_NONCE_LEN];
+	bool gone; /* closed: freed by client_reap() */
+	struct tdp_hdr hdr; /* of the message being read, once inlen >= TDP_HDR_LEN */
+	uint8_t in[TDP_MAX_MSG];
+	size_t inlen;
+	uint8_t out[2 * TDP_MAX_MSG];
+	size_t outlen, outoff;
+	int64_t deadline; /* handshake or linger end, ns; 0 = none */
+	struct lease *leases;
+	size_t nleases, cap;
+	uint64_t leased;
+	uint64_t rep_written, rep_read; /* the last REPORT */
+};
+
+struct server {
+	struct server_opts o;
+	uint8_t secret[TDP_SECRET_MAX];
+	size_t secret_len;
+	int lfd;
+	uint16_t port;
+	struct pool pool;
+	struct sfab *fab;
+	struct client **clients;
+	size_t nclients, cap;
+	uint64_t next_client_id, next_lease_id;
+	/* figures of STATS */
+	uint64_t leased, leases, authed, bytes_written, bytes_read, errors, refusals;
+	uint64_t owners;
+	bool had_owner;
+};
+
+/* A new connection on the listening socket (accepted, nonblocking). */
+void client_accept(struct server *s, int fd);
+/* Poll events of c: read and answer its messages, flush its replies. */
+void client_event(struct server *s, struct client *c, short revents);
+/* The events c waits for (POLLIN and/or POLLOUT). */
+short client_events(const struct client *c);
+/* Free the clients that were closed. */
+void client_reap(struct server *s);
+/* Expire deadlines (handshake, linger); returns the next one (ns), or 0. */
+int64_t client_timers(struct server *s, int64_t now);
+/* Connections that count against --max-clients (not closing). */
+size_t client_live(const struct server *s);
+/* Close every client, releasing its leases. */
+void client_close_all(struct server *s);
+void server_stats(const struct server *s, struct tdp_stats *st);
+
+#endif /* TIEREDD_H */
