@@ -72,7 +72,7 @@ stop_server() {
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/secret"
 chmod 600 "$tmp/secret"
 base="dram_limit:24M,cxl_node:none,policy_interval_ms:10,stats_print:json"
-work="4 128 20000"
+work="4 96 2000"
 
 # run NAME CONF -- remote_stress under the preload; output in $tmp/NAME.out, stats in $tmp/NAME.json
 run() {
@@ -117,9 +117,11 @@ echo "== 5. unprivileged"
 if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null &&
 	setpriv --reuid=nobody --regid=nogroup --clear-groups test -x "$prog" 2>/dev/null &&
 	[ "$(cat /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null)" != 1 ]; then
-	chmod 755 "$tmp"
-	env LD_PRELOAD="$TIERED_PRELOAD" TIERED_CONF="$base,stats_file:$tmp/unpriv.json" \
-		setpriv --reuid=nobody --regid=nogroup --clear-groups "$prog" 2 64 5000 \
+	chmod 1777 "$tmp"
+	# setpriv itself runs without the preload library (it keeps capabilities with
+	# PR_SET_KEEPCAPS, a per-thread setting, which our threads would not share)
+	setpriv --reuid=nobody --regid=nogroup --clear-groups env LD_PRELOAD="$TIERED_PRELOAD" \
+		TIERED_CONF="$base,stats_file:$tmp/unpriv.json" "$prog" 2 64 2000 \
 		>"$tmp/unpriv.out" 2>&1 || { cat "$tmp/unpriv.out"; fail "remote_stress failed unprivileged"; }
 	cat "$tmp/unpriv.out"
 	grep -q "userfaultfd" "$tmp/unpriv.out" || fail "no message about userfaultfd rights"
