@@ -1,7 +1,7 @@
 #!/bin/sh
 # run-examples.sh -- the examples run as documented and succeed.
 #
-# tiered-demo must verify every byte and show heap on the CXL tier,
+# tiered-demo must verify every byte and show heap on the CXL and remote tiers,
 # explicit_arena must exit 0, and preload_hello must print the same under
 # tiered-run as on the system malloc.
 set -u
@@ -41,11 +41,16 @@ rc=$?
 cat "$tmp/demo.out"
 [ $rc -eq 0 ] || bad "tiered-demo exited with $rc"
 grep -q '^verified [0-9][0-9]* bytes: OK' "$tmp/demo.out" || bad "tiered-demo did not print 'verified N bytes: OK'"
-# The last table (after the placement pass) must show bytes on the CXL tier
-# and DRAM within a little of its 64 MiB budget.
-awk '/^  dram / { dram = $2 } /^  cxl / { cxl = $2 }
-     END { if (cxl + 0 <= 0 || dram + 0 > 64 * 1.05) exit 1 }' "$tmp/demo.out" ||
-	bad "tiered-demo: expected heap on the CXL tier and DRAM within its 64 MiB budget"
+# The table after the placement passes must show bytes on the CXL and remote
+# tiers and DRAM within a little of its 64 MiB budget; the last one, after
+# reading everything back, blocks fetched from the remote tier.
+awk '/^After placement passes/ { t = 1 } /^After reading/ { t = 2 }
+     t == 1 && /^  dram / { dram = $2 } t == 1 && /^  cxl / { cxl = $2 }
+     t == 1 && /^  remote / { remote = $2 }
+     t == 2 && /^  remote / { fetched = $NF }
+     END { if (cxl + 0 <= 0 || remote + 0 <= 0 || dram + 0 > 64 * 1.05 || fetched + 0 <= 0) exit 1 }' \
+	"$tmp/demo.out" ||
+	bad "tiered-demo: expected heap on the CXL and remote tiers, DRAM within its 64 MiB budget, and blocks fetched back"
 
 # 3. preload_hello under tiered-run, against a plain run
 echo "== examples/preload_hello under tiered-run"

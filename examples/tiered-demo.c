@@ -1,19 +1,21 @@
 /*
  * tiered-demo -- a heap several times larger than its DRAM budget.
  *
- * The demo creates a tiered arena with a DRAM budget (64 MiB by default) and
- * a CXL tier (the node found by cxl_node:auto), fills a heap of many
- * allocations of various sizes (256 MiB by default) with a pattern derived
- * from each allocation's seed, runs one placement pass, prints where the
- * bytes live per tier, and reads every byte back.  It exits 0 only when every
- * byte is intact.
+ * The demo creates a tiered arena with a DRAM budget (64 MiB by default), a
+ * CXL tier (the node found by cxl_node:auto) with a budget of its own (64
+ * MiB), and the remote tier the library starts for the process (remote=spawn:
+ * a private tieredd on 127.0.0.1).  It fills a heap of many allocations of
+ * various sizes (256 MiB by default) with a pattern derived from each
+ * allocation's seed, runs placement passes until the budgets hold, prints
+ * where the bytes live per tier, and reads every byte back (which faults the
+ * remote blocks back in).  It exits 0 only when every byte is intact.
  *
  * On a machine without a CXL node (no NUMA node with memory and no CPUs) the
  * demo uses node 0 as the "CXL" tier: the pages stay on the same memory, but
  * the placement and the statistics behave as with a real CXL expander.
  *
- *   tiered-demo [--dram-limit SIZE] [--heap SIZE] [--cxl-node auto|none|N]
- *               [--seed N]
+ *   tiered-demo [--dram-limit SIZE] [--cxl-limit SIZE] [--heap SIZE]
+ *               [--cxl-node auto|none|N] [--seed N]
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -141,6 +143,25 @@ static int read_tier(unsigned arena, const char *tier, struct tier_stats *s)
 	return 0;
 }
 
+static void print_remote(unsigned arena, int *failed)
+{
+	static const char *const fields[] = {"resident_bytes", "peak_bytes", "evictions",
+	                                     "clean_drops",    "zero_evictions", "fetches"};
+	uint64_t v[6];
+	char name[96];
+	for (size_t i = 0; i < 6; i++) {
+		snprintf(name, sizeof name, "arena.%u.remote.%s", arena, fields[i]);
+		if (read_u64(name, &v[i]) < 0) {
+			*failed = 1;
+			return;
+		}
+	}
+	printf("  %-6s %12.1f %10.1f %10s   evicted %" PRIu64 " blocks (%" PRIu64 " clean, %" PRIu64
+	       " zero), fetched %" PRIu64 "\n",
+	       "remote", (double)v[0] / MIB, (double)v[1] / MIB, "", v[2] + v[3] + v[4], v[3], v[4],
+	       v[5]);
+}
+
 static void print_table(const char *title, unsigned arena, bool has_cxl, int *failed)
 {
 	struct tier_stats t[2];
@@ -166,7 +187,8 @@ static void print_table(const char *title, unsigned arena, bool has_cxl, int *fa
 		       names[i], (double)t[i].resident / MIB, (double)t[i].peak / MIB, limit,
 		       t[i].allocations, t[i].demotions, t[i].promotions);
 	}
-	printf("  (allocations, demotions and promotions count blocks of the arena)\n");
+	print_remote(arena, failed);
+	printf("  (allocations, demotions, promotions and evictions count blocks of the arena)\n");
 }
 
 /* parse_size -- "256M", "1G", "300000" */
@@ -215,16 +237,18 @@ static double seconds(void)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: tiered-demo [--dram-limit SIZE] [--heap SIZE] [--cxl-node auto|none|N] "
+	fprintf(f, "usage: tiered-demo [--dram-limit SIZE] [--cxl-limit SIZE] [--heap SIZE] [--cxl-node auto|none|N] "
 	           "[--seed N]\n"
 	           "  --dram-limit SIZE   DRAM budget of the demo's arena (default 64M)\n"
+	           "  --cxl-limit SIZE    CXL budget; beyond it blocks go remote (default 64M)\n"
 	           "  --heap SIZE         bytes to allocate and fill (default 256M)\n"
 	           "  --cxl-node NODE     CXL tier: auto, none or a node number (default auto)\n"
 	           "  --seed N            seed of the allocation sizes and contents (default 1)\n");
 }
 
-/* make_arena -- an arena with the DRAM budget and the CXL node setting cxl */
-static int make_arena(tiered_arena_t **arena, const char *dram_limit, const char *cxl)
+/* make_arena -- an arena with the DRAM budget, the CXL node setting cxl and its budget */
+static int make_arena(tiered_arena_t **arena, const char *dram_limit, const char *cxl,
+                      const char *cxl_limit)
 {
 	tiered_attr_t *attr = NULL;
 	int rc = tiered_attr_create(&attr);
@@ -239,6 +263,11 @@ static int make_arena(tiered_arena_t **arena, const char *dram_limit, const char
 		return rc;
 	}
 	rc = tiered_attr_set(attr, "cxl_node", cxl);
+	if (rc == 0 && strcmp(cxl, "none") != 0) {
+		rc = tiered_attr_set(attr, "cxl_limit", cxl_limit);
+		if (rc < 0)
+			fprintf(stderr, "tiered-demo: --cxl-limit: %s\n", tiered_errormsg());
+	}
 	if (rc == 0)
 		rc = tiered_arena_create(arena, attr);
 	tiered_attr_destroy(&attr);
@@ -249,17 +278,21 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"dram-limit", required_argument, NULL, 'd'},
 	                                     {"heap", required_argument, NULL, 'H'},
+	                                     {"cxl-limit", required_argument, NULL, 'L'},
 	                                     {"cxl-node", required_argument, NULL, 'c'},
 	                                     {"seed", required_argument, NULL, 's'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {NULL, 0, NULL, 0}};
-	const char *dram_limit = "64M", *cxl = "auto";
+	const char *dram_limit = "64M", *cxl = "auto", *cxl_limit = "64M";
 	size_t heap = (size_t)256 << 20, dram_bytes = 0;
 	uint64_t seed = 1;
 	int c, rc, failed = 0;
 
-	while ((c = getopt_long(argc, argv, "d:H:c:s:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "d:H:c:s:L:h", opts, NULL)) != -1) {
 		switch (c) {
+		case 'L':
+			cxl_limit = optarg;
+			break;
 		case 'd':
 			dram_limit = optarg;
 			break;
@@ -324,13 +357,13 @@ int main(int argc, char **argv)
 	}
 
 	tiered_arena_t *arena = NULL;
-	rc = make_arena(&arena, dram_limit, cxl);
+	rc = make_arena(&arena, dram_limit, cxl, cxl_limit);
 	if (rc < 0 && fallback) {
 		printf("Node 0 cannot serve as the CXL tier (%s); running with DRAM only.\n",
 		       tiered_errormsg());
 		cxl = "none";
 		has_cxl = false;
-		rc = make_arena(&arena, dram_limit, cxl);
+		rc = make_arena(&arena, dram_limit, cxl, cxl_limit);
 	}
 	if (rc < 0) {
 		fprintf(stderr, "tiered-demo: cannot create the arena: %s (%s)\n",
@@ -338,8 +371,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	unsigned id = tiered_arena_id(arena);
-	printf("Arena %u: DRAM budget %s, CXL node %s, heap %.0f MiB", id, dram_limit, cxl,
-	       (double)heap / MIB);
+	printf("Arena %u: DRAM budget %s, CXL node %s (budget %s), heap %.0f MiB", id, dram_limit,
+	       cxl, has_cxl ? cxl_limit : "-", (double)heap / MIB);
 	if (dram_bytes)
 		printf(" (%.1fx the budget)", (double)heap / (double)dram_bytes);
 	printf("\n");
@@ -384,14 +417,35 @@ int main(int argc, char **argv)
 	       total, n, seconds() - t0);
 	print_table("Where the heap lives after filling:", id, has_cxl, &failed);
 
-	/* One placement pass now, rather than waiting for the placement thread. */
-	rc = tiered_ctl("policy.run", NULL, NULL, NULL, 0);
-	if (rc < 0) {
-		fprintf(stderr, "tiered-demo: tiered_ctl(\"policy.run\"): %s (%s)\n",
-		        tiered_strerror(rc), tiered_errormsg());
-		failed = 1;
+	/*
+	 * Placement passes now, rather than waiting for the placement thread:
+	 * each demotes to CXL what fits and evicts the coldest CXL blocks (or
+	 * DRAM blocks, without CXL) to the remote tier.
+	 */
+	for (int pass = 0; pass < 64; pass++) {
+		rc = tiered_ctl("policy.run", NULL, NULL, NULL, 0);
+		if (rc < 0) {
+			fprintf(stderr, "tiered-demo: tiered_ctl(\"policy.run\"): %s (%s)\n",
+			        tiered_strerror(rc), tiered_errormsg());
+			failed = 1;
+			break;
+		}
+		uint64_t dram = 0, lim = 0;
+		char name[96];
+		snprintf(name, sizeof name, "arena.%u.dram.resident_bytes", id);
+		(void)read_u64(name, &dram);
+		snprintf(name, sizeof name, "arena.%u.dram.limit_bytes", id);
+		(void)read_u64(name, &lim);
+		if (!lim || dram <= lim)
+			break;
 	}
-	print_table("After a placement pass (tiered_ctl(\"policy.run\")):", id, has_cxl, &failed);
+	char state[32] = "?";
+	const char *st = state;
+	size_t slen = sizeof st;
+	if (tiered_ctl("remote.state", &st, &slen, NULL, 0) == 0)
+		snprintf(state, sizeof state, "%s", st);
+	printf("\nRemote tier: %s\n", state);
+	print_table("After placement passes (tiered_ctl(\"policy.run\")):", id, has_cxl, &failed);
 
 	/* Read every byte back, wherever it lives now. */
 	size_t bad = 0, reported = 0;
@@ -405,6 +459,7 @@ int main(int argc, char **argv)
 	} else {
 		printf("verified %zu bytes: OK (%.2f s)\n", total, seconds() - t0);
 	}
+	print_table("After reading everything back:", id, has_cxl, &failed);
 
 	for (size_t i = 0; i < n; i++)
 		tiered_free(allocs[i].p);

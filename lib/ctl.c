@@ -200,12 +200,25 @@ TIERED_EXPORT int tiered_ctl(const char *name, void *oldp, size_t *oldlenp, cons
 		int n = g_default_arena ? g_default_arena->cxl_node : -1;
 		return out_value(name, oldp, oldlenp, &n, sizeof n);
 	}
+	if (strcmp(name, "remote.state") == 0) {
+		if (newp)
+			return set_error(-EPERM, "%s: read-only", name);
+		const char *st = remote_state_name();
+		return out_value(name, oldp, oldlenp, &st, sizeof st);
+	}
+	if (strcmp(name, "remote.spawned_pid") == 0) {
+		if (newp)
+			return set_error(-EPERM, "%s: read-only", name);
+		long pid = remote_spawned_pid();
+		return out_value(name, oldp, oldlenp, &pid, sizeof pid);
+	}
 	if (strcmp(name, "policy.run") == 0) {
 		uint64_t moved = (uint64_t)tierd_pass_all();
 		return oldp || oldlenp ? out_value(name, oldp, oldlenp, &moved, sizeof moved) : 0;
 	}
 	return set_error(-ENOENT,
 			 "%s: unknown name: expected version, opt.<key>, stats.<tier>.<field>, "
-			 "arena.<id>.<tier>.<field>, arenas.count, tier.cxl.node or policy.run",
+			 "arena.<id>.<tier>.<field>, arenas.count, tier.cxl.node, remote.state, "
+			 "remote.spawned_pid or policy.run",
 			 name);
 }

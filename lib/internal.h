@@ -391,6 +391,9 @@ TIERED_HIDDEN const char *remote_server_of(uint32_t slot);
 TIERED_HIDDEN void remote_stats_json(FILE *out);
 TIERED_HIDDEN void remote_stats_text(FILE *out);
 TIERED_HIDDEN void remote_forked_child(void);
+/* "none" (remote=none), "idle" (not needed yet), "up", or "off" (given up). */
+TIERED_HIDDEN const char *remote_state_name(void);
+TIERED_HIDDEN long remote_spawned_pid(void);
 extern TIERED_HIDDEN _Atomic uint64_t g_remote_bytes_written, g_remote_bytes_read;
 
 /* ==== lib/fault.c: userfaultfd ============================================= */

@@ -782,7 +782,12 @@ int rio_read(struct rio *io, struct rio_item *it, size_t n, void (*done)(size_t,
 
 /* ---- stats ----------------------------------------------------------------------- */
 
-static const char *state_name(void)
+long remote_spawned_pid(void)
+{
+	return (long)g_rem.spawned;
+}
+
+const char *remote_state_name(void)
 {
 	switch (ATOMIC_LOAD_RELAXED(&g_rem.state)) {
 	case RS_UP: return "up";
@@ -796,7 +801,7 @@ void remote_stats_json(FILE *out)
 	fprintf(out, "\"state\":\"%s\",\"servers\":%u,\"spawned_pid\":%ld,\"leases\":%u,"
 		     "\"leased_bytes\":%llu,\"bytes_written\":%llu,\"bytes_read\":%llu,"
 		     "\"missing_faults\":%llu,\"wp_faults\":%llu,\"zero_fills\":%llu",
-		state_name(), g_rem.nsrv, (long)g_rem.spawned, ATOMIC_LOAD_RELAXED(&g_rem.nleases),
+		remote_state_name(), g_rem.nsrv, (long)g_rem.spawned, ATOMIC_LOAD_RELAXED(&g_rem.nleases),
 		(unsigned long long)g_rem.leased,
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_remote_bytes_written),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_remote_bytes_read),
@@ -812,7 +817,7 @@ void remote_stats_json(FILE *out)
 void remote_stats_text(FILE *out)
 {
 	fprintf(out, "remote: %s, %u server(s)%s%s, %u lease(s), %llu bytes leased\n",
-		state_name(), g_rem.nsrv, g_rem.nsrv ? ", first " : "",
+		remote_state_name(), g_rem.nsrv, g_rem.nsrv ? ", first " : "",
 		g_rem.nsrv ? g_rem.srv[0].name : "", ATOMIC_LOAD_RELAXED(&g_rem.nleases),
 		(unsigned long long)g_rem.leased);
 	fprintf(out, "remote: %llu bytes written, %llu bytes read; faults: %llu missing, %llu "
