@@ -19,9 +19,50 @@ CLEANFILES += bench/alloc-results.md
 
 BENCH_FLAGS =
 
+# raw_limit: the raw limit of paging a block in over libfabric, with no
+# library involved (see "Raw limit" in bench/README.md).
+#
+#   make bench/raw_limit              build it
+#   make bench                        also runs bench/run-raw.sh (tcp and shm;
+#                                     4 KiB, 64 KiB and 2 MiB blocks) and
+#                                     writes its table to bench/raw-results.md
+#   make bench RAW_FLAGS='-r 5'       pass options to run-raw.sh
+#
+# Needs libfabric (FABRIC_CFLAGS and FABRIC_LIBS from configure).  Built
+# without the sanitizer flags, like alloc_bench: it measures, and its child
+# process and userfaultfd handler gain nothing from them.
+
+noinst_PROGRAMS += bench/raw_limit
+bench_raw_limit_SOURCES = bench/raw_limit.c
+bench_raw_limit_CFLAGS = -std=gnu11 $(WARN_CFLAGS) $(FABRIC_CFLAGS)
+bench_raw_limit_LDFLAGS =
+bench_raw_limit_LDADD = $(FABRIC_LIBS) -lpthread
+
+EXTRA_DIST += bench/run-raw.sh
+CLEANFILES += bench/raw-results.md
+
+RAW_FLAGS =
+
+# fault_bench: libtiered's own fault latency and scan bandwidth on evicted
+# memory, run by bench/run-fault.sh beside raw_limit in the same minutes.
+noinst_PROGRAMS += bench/fault_bench
+bench_fault_bench_SOURCES = bench/fault_bench.c
+bench_fault_bench_CFLAGS = -std=gnu11 $(WARN_CFLAGS)
+bench_fault_bench_LDFLAGS =
+bench_fault_bench_LDADD = libtiered.la
+
+EXTRA_DIST += bench/run-fault.sh
+CLEANFILES += bench/fault-results.md
+
 .PHONY: bench
-bench: bench/alloc_bench$(EXEEXT) libtiered_preload.la
+bench: bench/alloc_bench$(EXEEXT) bench/raw_limit$(EXEEXT) bench/fault_bench$(EXEEXT) \
+	libtiered_preload.la server/tieredd$(EXEEXT)
 	bash $(srcdir)/bench/run-alloc.sh $(BENCH_FLAGS) \
 		-b $(abs_top_builddir)/bench/alloc_bench$(EXEEXT) \
 		-o $(abs_top_builddir)/bench/alloc-results.md \
 		$(abs_top_builddir)/.libs/libtiered_preload.so
+	bash $(srcdir)/bench/run-raw.sh $(RAW_FLAGS) \
+		-b $(abs_top_builddir)/bench/raw_limit$(EXEEXT) \
+		-o $(abs_top_builddir)/bench/raw-results.md
+	bash $(srcdir)/bench/run-fault.sh $(abs_top_builddir) \
+		> $(abs_top_builddir)/bench/fault-results.md
