@@ -597,6 +597,17 @@ void tdp_mac_server(const void *secret, size_t slen, const uint8_t cnonce[TDP_NO
 	mac(secret, slen, "tdp1-server", cnonce, snonce, out);
 }
 
+void tdp_keepalive(int fd, int idle_s, int intvl_s, int cnt)
+{
+	int one = 1;
+	unsigned ms = (unsigned)(idle_s + intvl_s * cnt) * 1000;
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl_s, sizeof intvl_s);
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
+}
+
 int tdp_random(void *buf, size_t n)
 {
 	uint8_t *p = buf;
@@ -663,6 +674,7 @@ int tdp_connect(const char *host, uint16_t port, int timeout_ms, int *out, char 
 		if (rc == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0) {
 			int one = 1;
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+			tdp_keepalive(fd, 10, 2, 3);
 			freeaddrinfo(res);
 			*out = fd;
 			return 0;

@@ -144,6 +144,13 @@ PROTO_HIDDEN void tdp_mac_server(const void *secret, size_t slen,
 				 const uint8_t cnonce[TDP_NONCE_LEN],
 				 const uint8_t snonce[TDP_NONCE_LEN], uint8_t out[TDP_MAC_LEN]);
 
+/*
+ * TCP keepalive after idle_s seconds of silence, a probe every intvl_s, cnt
+ * probes; unacknowledged data times out after as long: a peer whose machine
+ * vanished (no FIN) shows as a socket error within seconds, not hours.
+ */
+PROTO_HIDDEN void tdp_keepalive(int fd, int idle_s, int intvl_s, int cnt);
+
 /* Fill buf with n random bytes from getrandom(2); 0 or a negative errno. */
 PROTO_HIDDEN int tdp_random(void *buf, size_t n);
 /* "1 GiB", "64 MiB", "3 KiB", "100 bytes"; one decimal when not whole ("1.5 GiB"). */
@@ -151,7 +158,7 @@ PROTO_HIDDEN void tdp_size_text(uint64_t v, char *buf, size_t len);
 
 /*
  * The client side.  tdp_connect opens a TCP connection (SOCK_CLOEXEC,
- * nonblocking, TCP_NODELAY) to an IPv4 host or name within timeout_ms.
+ * nonblocking, TCP_NODELAY, keepalive: tdp_keepalive(fd, 10, 2, 3)) to an IPv4 host or name within timeout_ms.
  * tdp_handshake runs HELLO .. WELCOME, proves the secret and checks the
  * server's proof; *welcome receives the WELCOME.  tdp_request sends req
  * and waits for a reply of type want; an ERROR reply returns -code with

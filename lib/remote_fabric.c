@@ -51,7 +51,7 @@
 #define CTRL_MS 10000	     /* one control request and its reply */
 #define REPORT_MS 1000	     /* REPORT has no reply: a short send deadline */
 #define PROBE_NS 100000000LL /* look at the control socket every 100 ms while waiting */
-#define SPINS 64	     /* fi_cq_read calls before poll() starts to sleep */
+#define SPIN_NS 50000LL	     /* poll() spins this long before it sleeps */
 #define SLEEP_NS 20000	     /* the sleep between progress calls without a wait fd */
 #define WAIT_SLICE_MS 20     /* longest block on a wait fd before probing again */
 #define CQ_BATCH 16
@@ -704,17 +704,17 @@ static int fail_inflight(struct remote_chan *ch, struct remote_cqe *cqe, int max
 
 /*
  * fab_poll -- reap completions, driving progress (it is manual) with
- * fi_cq_read.  While waiting: SPINS calls back to back, then block on the
- * CQ's wait fd in slices (tcp has one: it wakes when data arrives), or
- * sleep SLEEP_NS between calls (shm has none).  The control socket is
- * probed every PROBE_NS so a dead server ends the wait.
+ * fi_cq_read.  While waiting: spin for SPIN_NS (a small transfer's round
+ * trip, so a quick answer costs no wake-up), then block on the CQ's wait fd
+ * in slices (tcp has one: it wakes when data arrives), or sleep SLEEP_NS
+ * between calls (shm has none).  The control socket is probed every
+ * PROBE_NS so a dead server ends the wait.
  */
 static int fab_poll(struct remote_chan *ch, struct remote_cqe *cqe, int max, int timeout_ms)
 {
 	if (max <= 0)
 		return -EINVAL;
-	int64_t deadline = -1;
-	unsigned spins = 0;
+	int64_t deadline = -1, spin_end = -1;
 	for (;;) {
 		int n = reap(ch, cqe, max);
 		if (n != 0)
@@ -726,11 +726,14 @@ static int fab_poll(struct remote_chan *ch, struct remote_cqe *cqe, int max, int
 			return fail_inflight(ch, cqe, max);
 		if (timeout_ms == 0)
 			return 0;
-		if (deadline < 0 && timeout_ms > 0)
-			deadline = now + (int64_t)timeout_ms * 1000000;
+		if (spin_end < 0) {
+			spin_end = now + SPIN_NS;
+			if (timeout_ms > 0)
+				deadline = now + (int64_t)timeout_ms * 1000000;
+		}
 		if (deadline >= 0 && now >= deadline)
 			return 0;
-		if (++spins < SPINS)
+		if (now < spin_end)
 			continue;
 		if (ch->waitfd >= 0) {
 			struct fid *f = &ch->cq->fid;

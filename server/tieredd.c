@@ -9,10 +9,13 @@
  * sched_yield between rounds) while traffic was seen in the last --spin-us
  * microseconds, and otherwise sleeps: blocked on the CQ's wait fd where the
  * provider has one (tcp: it wakes on incoming data), or in 1 ms polls where
- * it has none (shm).  An idle server uses no CPU.
+ * it has none (shm; blocked outright while no lease exists).  An idle tcp
+ * server uses no CPU; an idle shm server with leases about 2% of one.
  *
- * SIGTERM and SIGINT are blocked except inside ppoll(), so the loop sees
- * them at one place and shuts down cleanly: leases released, exit 0.
+ * SIGTERM and SIGINT are blocked and read from a signalfd that sits in the
+ * poll set, so the loop sees them at one place, whether it sleeps or spins
+ * (a ppoll() that returns ready fds never reports a pending signal), and
+ * shuts down cleanly: leases released, exit 0.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -31,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -49,7 +53,7 @@
 #define CAPACITY_MAX (64ULL << 40) /* what a 47-bit address space can map */
 
 int g_slog_level = SLOG_INFO;
-static volatile sig_atomic_t g_stop;
+static bool g_stop;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -501,12 +505,6 @@ static int run_status(const struct server *s)
 
 /* ---- serving ------------------------------------------------------------- */
 
-static void on_signal(int sig)
-{
-	(void)sig;
-	g_stop = 1;
-}
-
 static int listen_on(struct server *s)
 {
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(s->o.port)};
@@ -538,12 +536,16 @@ static void accept_all(struct server *s)
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				slog(SLOG_WARN, "accept: %s", strerror(errno));
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			/* EMFILE and the like: the socket stays readable, so wait a little */
+			slog(SLOG_WARN, "accept: %s: not accepting for 100 ms", strerror(errno));
+			s->accept_pause = mono_ns() + 100000000LL;
 			return;
 		}
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		tdp_keepalive(fd, 30, 10, 3); /* a vanished client's leases go within 60 s */
 		client_accept(s, fd);
 	}
 }
@@ -574,7 +576,7 @@ static int64_t earliest(int64_t a, int64_t b)
 }
 
 /* serve -- the loop; returns when told to stop (or, --private, when its clients are gone) */
-static int serve(struct server *s, const sigset_t *waitmask)
+static int serve(struct server *s, int sigfd)
 {
 	struct pollfd *pfd = NULL;
 	struct client **who = NULL;
@@ -610,7 +612,7 @@ static int serve(struct server *s, const sigset_t *waitmask)
 		}
 		next = earliest(earliest(next, next_parent), next_stats);
 
-		size_t want = s->nclients + 2;
+		size_t want = s->nclients + 3;
 		if (want > cap) {
 			cap = want * 2;
 			struct pollfd *np = realloc(pfd, cap * sizeof *np);
@@ -625,7 +627,10 @@ static int serve(struct server *s, const sigset_t *waitmask)
 			who = nw;
 		}
 		size_t n = 0;
-		pfd[n++] = (struct pollfd){.fd = s->lfd, .events = POLLIN};
+		pfd[n++] = (struct pollfd){.fd = s->lfd, .events = now < s->accept_pause ? 0 : POLLIN};
+		if (now < s->accept_pause)
+			next = earliest(next, s->accept_pause);
+		pfd[n++] = (struct pollfd){.fd = sigfd, .events = POLLIN};
 		if (waitfd >= 0)
 			pfd[n++] = (struct pollfd){.fd = waitfd, .events = POLLIN};
 		size_t first = n;
@@ -635,15 +640,23 @@ static int serve(struct server *s, const sigset_t *waitmask)
 						   .events = client_events(s->clients[i])};
 		}
 
-		/* How long may the loop sleep?  See the file's comment. */
+		/*
+		 * How long may the loop sleep?  See the file's comment.  fi_trywait
+		 * runs on every round, spinning or not: besides saying whether it
+		 * is safe to block, it resets the wait fd's internal signal, which
+		 * otherwise stays readable and would pass for traffic for ever.
+		 */
 		bool spin = s->o.progress == PROGRESS_SPIN ||
 			    (s->o.progress == PROGRESS_ADAPTIVE && last_traffic &&
 			     now - last_traffic < spin_ns);
+		bool can_block = waitfd >= 0 && sfab_trywait(s->fab);
 		int64_t t; /* ns; -1 = until something happens */
 		if (spin)
 			t = 0;
 		else if (waitfd >= 0)
-			t = sfab_trywait(s->fab) ? -1 : 0;
+			t = can_block ? -1 : 0;
+		else if (s->leases == 0)
+			t = -1; /* no lease, no RMA: nothing to progress until a request */
 		else
 			t = IDLE_NS;
 		if (next && t != 0) {
@@ -651,7 +664,7 @@ static int serve(struct server *s, const sigset_t *waitmask)
 			t = t < 0 || left < t ? left : t;
 		}
 		struct timespec ts = {(time_t)(t / 1000000000LL), (long)(t % 1000000000LL)};
-		int got = ppoll(pfd, n, t < 0 ? NULL : &ts, waitmask);
+		int got = ppoll(pfd, n, t < 0 ? NULL : &ts, NULL);
 		if (got < 0) {
 			if (errno == EINTR)
 				continue;
@@ -660,8 +673,16 @@ static int serve(struct server *s, const sigset_t *waitmask)
 			break;
 		}
 		if (got > 0) {
-			if (waitfd >= 0 && pfd[1].revents)
-				last_traffic = mono_ns();
+			if (pfd[1].revents) {
+				struct signalfd_siginfo si;
+				if (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+					slog(SLOG_INFO, "%s received: shutting down",
+					     strsignal((int)si.ssi_signo));
+					g_stop = true;
+				}
+			}
+			if (waitfd >= 0 && pfd[2].revents && can_block)
+				last_traffic = mono_ns(); /* new data since the reset */
 			for (size_t i = first; i < n; i++) {
 				if (pfd[i].revents) {
 					client_event(s, who[i], pfd[i].revents);
@@ -717,18 +738,17 @@ int main(int argc, char **argv)
 		}
 	}
 
-	/* SIGTERM and SIGINT arrive only inside ppoll (see the file's comment). */
-	sigset_t block, waitmask;
+	/* SIGTERM and SIGINT are read from a signalfd (see the file's comment). */
+	sigset_t block;
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
-	sigprocmask(SIG_BLOCK, &block, &waitmask);
-	sigdelset(&waitmask, SIGTERM);
-	sigdelset(&waitmask, SIGINT);
-	struct sigaction sa = {.sa_handler = on_signal};
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
+	sigprocmask(SIG_BLOCK, &block, NULL);
+	int sigfd = signalfd(-1, &block, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sigfd < 0) {
+		slog(SLOG_ERROR, "signalfd: %s", strerror(errno));
+		return 1;
+	}
 
 	char why[512];
 	rc = pool_init(&s.pool, s.o.capacity, why, sizeof why);
@@ -757,12 +777,11 @@ int main(int argc, char **argv)
 		close(s.o.ready_fd);
 	}
 
-	rc = serve(&s, &waitmask);
-	if (g_stop)
-		slog(SLOG_INFO, "signal received: shutting down");
+	rc = serve(&s, sigfd);
 	client_close_all(&s);
 	sfab_close(s.fab);
 	close(s.lfd);
+	close(sigfd);
 	pool_fini(&s.pool);
 	secure_zero(s.secret, sizeof s.secret);
 	return rc < 0 ? 1 : 0;

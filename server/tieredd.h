@@ -128,6 +128,7 @@ struct server {
 	uint64_t leased, leases, authed, bytes_written, bytes_read, errors, refusals;
 	uint64_t owners;
 	bool had_owner;
+	int64_t accept_pause; /* out of fds: do not poll the listening socket until then */
 };
 
 /* A new connection on the listening socket (accepted, nonblocking). */

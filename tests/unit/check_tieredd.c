@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -803,6 +804,19 @@ END_TEST
 
 /* ---- a dead server -------------------------------------------------------- */
 
+/* A killed shm server cannot unlink its regions (/dev/shm/PID:N:M): do it for it. */
+static void shm_cleanup(pid_t pid)
+{
+	char pat[64];
+	glob_t g;
+	snprintf(pat, sizeof pat, "/dev/shm/%d:*", (int)pid);
+	if (glob(pat, 0, NULL, &g) == 0) {
+		for (size_t i = 0; i < g.gl_pathc; i++)
+			unlink(g.gl_pathv[i]);
+		globfree(&g);
+	}
+}
+
 START_TEST(killed_server_fails_fast)
 {
 	struct srv s;
@@ -816,6 +830,7 @@ START_TEST(killed_server_fails_fast)
 
 	kill(s.pid, SIGKILL);
 	waitpid(s.pid, NULL, 0);
+	shm_cleanup(s.pid);
 	s.pid = 0;
 	double t0 = now_s();
 	/* Transfers fail (a completion with an error, or the post itself), never hang. */
@@ -835,6 +850,7 @@ START_TEST(killed_server_fails_fast)
 	ops->chan_close(ch);
 	buf_free(&b);
 	ops->close(c);
+	rm_dir(s.dir);
 }
 END_TEST
 
@@ -857,6 +873,7 @@ START_TEST(private_mode_exits)
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	s.pid = 0;
 	ck_assert_str_has(srv_log(&s), "the last client has gone");
+	rm_dir(s.dir);
 
 	/* --parent: it exits when that process is gone, clients or not. */
 	pid_t parent = fork();
@@ -878,6 +895,7 @@ START_TEST(private_mode_exits)
 	s.pid = 0;
 	ck_assert_str_has(srv_log(&s), "parent");
 	ops->close(c);
+	rm_dir(s.dir);
 }
 END_TEST
 
