@@ -528,27 +528,11 @@ int fault_start_threads(void)
 	int want = g_conf.fault_threads;
 	if (want > MAX_FAULT_THREADS)
 		want = MAX_FAULT_THREADS;
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int started = 0;
 	for (int k = ATOMIC_LOAD_RELAXED(&g_nthreads); k < want; k++) {
-		pthread_attr_t at;
-		pthread_attr_init(&at);
-		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-		pthread_t tid;
-		int saved = t_rt;
-		t_rt |= RT_INTERNAL;
-		int rc = pthread_create(&tid, &at, fault_main, NULL);
-		t_rt = saved;
-		pthread_attr_destroy(&at);
-		if (rc != 0)
+		if (runtime_thread_start(fault_main, "tiered-fault") != 0)
 			break;
-		(void)pthread_setname_np(tid, "tiered-fault");
-		started++;
 		ATOMIC_ADD_RELAXED(&g_nthreads, 1);
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return ATOMIC_LOAD_RELAXED(&g_nthreads) > 0 ? 0 : -EAGAIN;
 }
 

@@ -460,5 +460,7 @@ TIERED_HIDDEN int runtime_init_early(void);
 /* This thread is running runtime_init_early (allocations must use a bootstrap buffer). */
 extern TIERED_HIDDEN __thread int t_in_init __attribute__((tls_model("initial-exec")));
 TIERED_HIDDEN void runtime_report_conf_error(const char *msg, void *arg);
+/* Start a detached runtime thread (signals blocked, RT_INTERNAL); 0 or an error number. */
+TIERED_HIDDEN int runtime_thread_start(void *(*fn)(void *), const char *name);
 
 #endif /* TIERED_INTERNAL_H */

@@ -15,6 +15,7 @@
 #include <jemalloc/jemalloc.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -29,6 +30,33 @@ TIERED_HIDDEN unsigned g_pinned_je_arena = 0; /* jemalloc's arena 0: default hoo
 static pthread_mutex_t g_late_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic bool g_late_done;
 TIERED_HIDDEN int g_stats_fd = -1;
+
+/*
+ * runtime_thread_start -- a detached runtime thread named name: every signal
+ * blocked (the program's handlers never run on it) and its allocations in
+ * the pinned arena from its first malloc (t_rt is inherited by nothing, so
+ * the creating thread marks itself while glibc allocates the new stack).
+ * Returns 0 or a positive error number, as pthread_create.
+ */
+int runtime_thread_start(void *(*fn)(void *), const char *name)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_t tid;
+	int saved = t_rt;
+	t_rt |= RT_INTERNAL;
+	int rc = pthread_create(&tid, &at, fn, NULL);
+	t_rt = saved;
+	pthread_attr_destroy(&at);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc == 0)
+		(void)pthread_setname_np(tid, name);
+	return rc;
+}
 
 void runtime_report_conf_error(const char *msg, void *arg)
 {

@@ -383,23 +383,10 @@ int tierd_start(void)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&g_tierd_cv, &ca);
 	pthread_condattr_destroy(&ca);
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pthread_attr_t at;
-	pthread_attr_init(&at);
-	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-	pthread_t tid;
-	int saved = t_rt;
-	t_rt |= RT_INTERNAL;
-	int rc = pthread_create(&tid, &at, tierd_main, NULL);
-	t_rt = saved;
-	pthread_attr_destroy(&at);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	int rc = runtime_thread_start(tierd_main, "tiered-policy");
 	if (rc == 0) {
 		g_tierd_running = true;
 		g_tierd_pid = getpid();
-		(void)pthread_setname_np(tid, "tiered-policy");
 	}
 	pthread_mutex_unlock(&g_tierd_lock);
 	if (rc != 0)
