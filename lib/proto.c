@@ -871,3 +871,18 @@ int remote_parse_target(const char *s, size_t len, struct remote_target *t, char
 	t->port = (uint16_t)port;
 	return 0;
 }
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+void log_line(const char *prog, int level, const char *fmt, va_list ap)
+{
+	char buf[1024];
+	int n = snprintf(buf, sizeof buf, "%s: %s: ", prog, level_names[level & 3]);
+	int m = vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
+	size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+	if (len > sizeof buf - 2)
+		len = sizeof buf - 2;
+	buf[len++] = '\n';
+	ssize_t w = write(STDERR_FILENO, buf, len);
+	(void)w;
+}

@@ -12,6 +12,7 @@
 #define TIERED_PROTO_H
 
 #include <stddef.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -170,5 +171,13 @@ PROTO_HIDDEN int tdp_handshake(int fd, const void *secret, size_t slen, const ch
 			       struct tdp_msg *welcome, int timeout_ms, char *err, size_t errlen);
 PROTO_HIDDEN int tdp_request(int fd, const struct tdp_msg *req, uint16_t want,
 			     struct tdp_msg *reply, int timeout_ms, char *err, size_t errlen);
+
+/*
+ * log_line -- one line "<prog>: <level>: msg\n" to stderr in one write(2),
+ * so lines of different threads never mix; never allocates.  level 0..3 is
+ * error, warn, info, debug.  Shared by the library's tlog and tieredd's slog.
+ */
+void log_line(const char *prog, int level, const char *fmt, va_list ap)
+	__attribute__((visibility("hidden"), format(printf, 3, 0)));
 
 #endif /* TIERED_PROTO_H */

@@ -61,18 +61,10 @@ void slog(int level, const char *fmt, ...)
 {
 	if (level > g_slog_level)
 		return;
-	char buf[1024];
-	int n = snprintf(buf, sizeof buf, "tieredd: %s: ", level_names[level & 3]);
 	va_list ap;
 	va_start(ap, fmt);
-	int m = vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
+	log_line("tieredd", level, fmt, ap);
 	va_end(ap);
-	size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-	if (len > sizeof buf - 2)
-		len = sizeof buf - 2;
-	buf[len++] = '\n';
-	ssize_t w = write(STDERR_FILENO, buf, len); /* one write: lines do not mix */
-	(void)w;
 }
 
 int64_t mono_ns(void)
