@@ -391,6 +391,8 @@ TIERED_HIDDEN const char *remote_server_of(uint32_t slot);
 TIERED_HIDDEN void remote_stats_json(FILE *out);
 TIERED_HIDDEN void remote_stats_text(FILE *out);
 TIERED_HIDDEN void remote_forked_child(void);
+/* Report this client's byte counts to the servers (at most once a second). */
+TIERED_HIDDEN void remote_report(void);
 /* "none" (remote=none), "idle" (not needed yet), "up", or "off" (given up). */
 TIERED_HIDDEN const char *remote_state_name(void);
 TIERED_HIDDEN long remote_spawned_pid(void);

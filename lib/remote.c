@@ -407,6 +407,32 @@ out:
 	return rc;
 }
 
+/*
+ * remote_report -- tell the servers this client's byte counts (REPORT), at
+ * most once a second; their --status and stats lines show them.  Placement
+ * thread only (a control message, never under a block lock).
+ */
+void remote_report(void)
+{
+	static struct timespec last;
+	static uint64_t last_w = ~0ULL, last_r = ~0ULL;
+	if (!remote_is_up())
+		return;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec == last.tv_sec)
+		return;
+	last = now;
+	uint64_t w = ATOMIC_LOAD_RELAXED(&g_remote_bytes_written);
+	uint64_t r = ATOMIC_LOAD_RELAXED(&g_remote_bytes_read);
+	if (w == last_w && r == last_r)
+		return;
+	last_w = w, last_r = r;
+	for (unsigned s = 0; s < g_rem.nsrv; s++)
+		if (!ATOMIC_LOAD_RELAXED(&g_rem.srv[s].dead))
+			(void)g_rem.ops->report(g_rem.srv[s].conn, w, r);
+}
+
 /* remote_forked_child -- the connection belongs to the parent: no remote tier here */
 void remote_forked_child(void)
 {

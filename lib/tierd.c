@@ -348,6 +348,7 @@ static void *tierd_main(void *arg)
 		g_tierd_kicked = false;
 		pthread_mutex_unlock(&g_tierd_lock);
 		tierd_pass_all();
+		remote_report();
 		pthread_mutex_lock(&g_tierd_lock);
 	}
 	return NULL;

@@ -96,6 +96,11 @@ for prov in tcp shm; do
 	run "$prov" "remote:$prov://127.0.0.1:$port,secret_file:$tmp/secret" ||
 		fail "remote_stress failed against tieredd over $prov"
 	expect_remote "$tmp/$prov.json"
+	# the client reported its traffic (REPORT), and the server counts it
+	"$tieredd" --status --listen 127.0.0.1 --port "$port" --secret-file "$tmp/secret" >"$tmp/status" ||
+		fail "tieredd --status failed"
+	w=$(sed -n 's/^bytes_written //p' "$tmp/status")
+	[ "${w:-0}" -gt 0 ] || fail "tieredd counts no bytes written by its client: $(cat "$tmp/status")"
 	stop_server
 done
 
