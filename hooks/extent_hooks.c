@@ -52,6 +52,22 @@ static void commit_range(void *addr, size_t len)
 static bool drop_range(void *addr, size_t len, bool account)
 {
 	struct tiered_region *r = region_lookup(addr);
+	if (r && ATOMIC_LOAD_ACQUIRE(&r->borrowed)) {
+		/*
+		 * A forked child that still borrows from its parent: a dropped page would
+		 * fault and come back with the parent's old bytes, so fresh memory is
+		 * mapped over the range instead (it reads as zeros, and is no longer
+		 * registered with the userfaultfd).
+		 */
+		pthread_mutex_lock(&r->lock);
+		bool ok = mmap(addr, len, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1,
+			       0) != MAP_FAILED;
+		if (ok)
+			block_decommit_locked(r, (uintptr_t)addr, len, account);
+		pthread_mutex_unlock(&r->lock);
+		return ok;
+	}
 	if (!r || !ATOMIC_LOAD_ACQUIRE(&r->uffd)) {
 		if (madvise(addr, len, MADV_DONTNEED) != 0)
 			return false;

@@ -212,6 +212,19 @@ TIERED_EXPORT int tiered_ctl(const char *name, void *oldp, size_t *oldlenp, cons
 		long pid = remote_spawned_pid();
 		return out_value(name, oldp, oldlenp, &pid, sizeof pid);
 	}
+	static const struct {
+		const char *name;
+		_Atomic uint64_t *v;
+	} fork_counts[] = {{"remote.fork_children", &g_fork_children},
+			   {"remote.fork_blocks_served", &g_fork_served},
+			   {"remote.fork_blocks_pushed", &g_fork_pushed}};
+	for (size_t k = 0; k < sizeof fork_counts / sizeof fork_counts[0]; k++)
+		if (strcmp(name, fork_counts[k].name) == 0) {
+			if (newp)
+				return set_error(-EPERM, "%s: read-only", name);
+			uint64_t v = ATOMIC_LOAD_RELAXED(fork_counts[k].v);
+			return out_value(name, oldp, oldlenp, &v, sizeof v);
+		}
 	if (strcmp(name, "policy.run") == 0) {
 		uint64_t moved = (uint64_t)tierd_pass_all();
 		return oldp || oldlenp ? out_value(name, oldp, oldlenp, &moved, sizeof moved) : 0;
@@ -219,6 +232,7 @@ TIERED_EXPORT int tiered_ctl(const char *name, void *oldp, size_t *oldlenp, cons
 	return set_error(-ENOENT,
 			 "%s: unknown name: expected version, opt.<key>, stats.<tier>.<field>, "
 			 "arena.<id>.<tier>.<field>, arenas.count, tier.cxl.node, remote.state, "
-			 "remote.spawned_pid or policy.run",
+			 "remote.spawned_pid, remote.fork_children, remote.fork_blocks_served, "
+			 "remote.fork_blocks_pushed or policy.run",
 			 name);
 }

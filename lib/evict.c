@@ -41,6 +41,7 @@ struct ev {
 	size_t i;
 	int what;
 	uint32_t slot;
+	uint32_t old_slot; /* replaced (pinned by a forked child): given back once written */
 	bool fresh_slot;
 	struct rio_item *item;
 };
@@ -128,6 +129,8 @@ static bool finish_locked(struct ev *e, bool ok)
 		block_set_tier_locked(r, e->i, BLK_ZERO);
 		ATOMIC_ADD_RELAXED(&a->zero_evictions, 1);
 	} else {
+		if (e->old_slot && b->slot == e->old_slot)
+			remote_slot_free(e->old_slot, bs);
 		b->slot = e->slot;
 		block_set_tier_locked(r, e->i, BLK_REMOTE);
 		ATOMIC_ADD_RELAXED(&a->evictions, 1);
@@ -172,6 +175,11 @@ static long batch(struct evict_cand *c, size_t n, bool *full)
 		}
 		if (ev[k].slot && !remote_slot_live(ev[k].slot))
 			ev[k].slot = 0; /* its server is gone: a new home */
+		if (ev[k].slot && remote_slot_pinned(ev[k].slot)) {
+			/* a forked child still reads the old bytes there: a new home */
+			ev[k].old_slot = ev[k].slot;
+			ev[k].slot = 0;
+		}
 		if (!ev[k].slot && !*full) {
 			int rc = remote_slot_alloc(bs, &ev[k].slot);
 			if (rc < 0)

@@ -31,11 +31,11 @@
  * an asynchronous write-protect lets them through without a trace.  A block
  * takes at most one WP fault per page-in.
  *
- * fork(): without UFFD_FEATURE_EVENT_FORK the child's mappings are not
- * registered, so evicted blocks would read as zeros there.  The prefork
- * handler pages every remote block back in first (fault_pagein_all); the
- * child runs without a remote tier.  posix_spawn and vfork run no fork
- * handlers and stay cheap.
+ * fork(): the userfaultfd follows the fork (UFFD_FEATURE_EVENT_FORK) and
+ * the child borrows its evicted blocks from this process (lib/fork.c); the
+ * first fault thread serves it.  Without that feature the prefork handler
+ * pages every remote block back in first (fault_pagein_all).  posix_spawn
+ * and vfork run no fork handlers and copy nothing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -60,6 +60,7 @@
 static int g_uffd = -1;
 static pid_t g_uffd_pid;
 static int g_evfd = -1; /* WILLNEED requests */
+static int g_kickfd = -1; /* the first fault thread: forked children need it */
 static char *g_zero;	/* ZERO_BUF bytes of zeros, never written */
 static pthread_rwlock_t g_quiesce = PTHREAD_RWLOCK_INITIALIZER;
 static _Atomic int g_nthreads;
@@ -71,6 +72,11 @@ static struct {
 	size_t i;
 } g_wn[WILLNEED_MAX];
 static size_t g_wn_n;
+
+#define STASH_MAX 4096
+struct fctx;
+static __thread struct fctx *t_fc; /* a fault thread's own context */
+static void drain(struct fctx *fc);
 
 bool fault_active(void)
 {
@@ -115,19 +121,35 @@ int fault_init(char *why, size_t len)
 	int fd = open_uffd(why, len);
 	if (fd < 0)
 		return -EPERM;
-	struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_PAGEFAULT_FLAG_WP};
+	/* following fork needs CAP_SYS_PTRACE: without it, fork pages everything in */
+	struct uffdio_api api = {.api = UFFD_API,
+				 .features = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_EVENT_FORK};
+	bool event_fork = true;
 	if (ioctl(fd, UFFDIO_API, &api) < 0) {
-		snprintf(why, len, "userfaultfd without write-protect support (%s)", strerror(errno));
 		close(fd);
-		return -ENOTSUP;
+		event_fork = false;
+		fd = open_uffd(why, len);
+		if (fd < 0)
+			return -EPERM;
+		api = (struct uffdio_api){.api = UFFD_API, .features = UFFD_FEATURE_PAGEFAULT_FLAG_WP};
+		if (ioctl(fd, UFFDIO_API, &api) < 0) {
+			snprintf(why, len, "userfaultfd without write-protect support (%s)",
+				 strerror(errno));
+			close(fd);
+			return -ENOTSUP;
+		}
+		tlog(LOG_INFO, "userfaultfd cannot follow fork (needs CAP_SYS_PTRACE): fork() pages "
+			       "every evicted block back in first");
 	}
 	g_zero = mmap(NULL, ZERO_BUF, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	g_evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (g_zero == MAP_FAILED || g_evfd < 0) {
+	g_kickfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (g_zero == MAP_FAILED || g_evfd < 0 || g_kickfd < 0) {
 		snprintf(why, len, "out of memory or file descriptors for the fault threads");
 		close(fd);
 		return -ENOMEM;
 	}
+	fork_init(event_fork, g_kickfd);
 	g_uffd = fd;
 	g_uffd_pid = getpid();
 	return 0;
@@ -162,24 +184,40 @@ int fault_wp(uintptr_t addr, size_t len, bool protect)
 		.range = {.start = addr, .len = len},
 		.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
 	};
-	return ioctl(g_uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? -errno : 0;
+	for (int again = 0; ioctl(g_uffd, UFFDIO_WRITEPROTECT, &wp) < 0; again++) {
+		if (errno != EAGAIN || again >= 100000)
+			return -errno;
+		if (t_fc)
+			drain(t_fc); /* a fork in progress: see fault_install_fd */
+		else if (again > 100)
+			sched_yield();
+	}
+	return 0;
+}
+
+void fault_wake_fd(int fd, uintptr_t addr, size_t len)
+{
+	struct uffdio_range rg = {.start = addr, .len = len};
+	(void)ioctl(fd, UFFDIO_WAKE, &rg);
 }
 
 void fault_wake(uintptr_t addr, size_t len)
 {
-	struct uffdio_range rg = {.start = addr, .len = len};
-	(void)ioctl(g_uffd, UFFDIO_WAKE, &rg);
+	fault_wake_fd(g_uffd, addr, len);
 }
 
 /*
- * install -- copy src into [dst, dst+len) page by page where pages are
- * missing, skipping present ones (EEXIST), retrying EAGAIN.  src NULL: zero
- * pages.  Returns the bytes that were already present.  No wake: the
- * caller wakes the whole range once the block's state is final.
+ * fault_install_fd -- copy src into [dst, dst+len) of fd's address space
+ * page by page where pages are missing, skipping present ones (EEXIST),
+ * retrying EAGAIN (a fork in progress).  src NULL: zero pages.  Returns the
+ * bytes that were already present; *err is set when the range is gone
+ * (munmap, or the address space itself: ESRCH).  No wake: the caller wakes
+ * the whole range once the block's state is final.
  */
-static size_t install(uintptr_t dst, const char *src, size_t len, bool wp)
+size_t fault_install_fd(int fd, uintptr_t dst, const char *src, size_t len, bool wp, int *err)
 {
 	size_t off = 0, present = 0;
+	int again = 0;
 	while (off < len) {
 		long done;
 		int rc;
@@ -190,14 +228,14 @@ static size_t install(uintptr_t dst, const char *src, size_t len, bool wp)
 				.len = len - off,
 				.mode = UFFDIO_COPY_MODE_DONTWAKE | (wp ? UFFDIO_COPY_MODE_WP : 0),
 			};
-			rc = ioctl(g_uffd, UFFDIO_COPY, &c);
+			rc = ioctl(fd, UFFDIO_COPY, &c);
 			done = c.copy;
 		} else {
 			struct uffdio_zeropage z = {
 				.range = {.start = dst + off, .len = len - off},
 				.mode = UFFDIO_ZEROPAGE_MODE_DONTWAKE,
 			};
-			rc = ioctl(g_uffd, UFFDIO_ZEROPAGE, &z);
+			rc = ioctl(fd, UFFDIO_ZEROPAGE, &z);
 			done = z.zeropage;
 		}
 		if (rc == 0) {
@@ -213,12 +251,28 @@ static size_t install(uintptr_t dst, const char *src, size_t len, bool wp)
 			present += TIERED_PAGE;
 			continue;
 		}
-		if (done == -EAGAIN || errno == EAGAIN)
+		if ((done == -EAGAIN || errno == EAGAIN) && ++again < 100000) {
+			/*
+			 * A fork is copying this address space and waits for its event to be
+			 * read: a fault thread reads it (and keeps the faults it reads meanwhile).
+			 */
+			if (t_fc && fd == g_uffd)
+				drain(t_fc);
+			else if (again > 100)
+				sched_yield();
 			continue;
+		}
 		/* the range is gone (munmap) or not ours: nothing to install */
+		*err = errno;
 		break;
 	}
 	return present;
+}
+
+static size_t install(uintptr_t dst, const char *src, size_t len, bool wp)
+{
+	int err = 0;
+	return fault_install_fd(g_uffd, dst, src, len, wp, &err);
 }
 
 void fault_zero_range_locked(struct tiered_region *r, uintptr_t addr, size_t len)
@@ -234,6 +288,8 @@ struct fctx {
 	struct rio *io;
 	size_t cap; /* blocks the staging buffer holds */
 	uintptr_t last[3]; /* recent faulting block addresses, newest first */
+	struct uffd_msg *stash; /* faults read while waiting for a fork to finish */
+	size_t nstash;
 };
 
 struct fetch {
@@ -475,49 +531,97 @@ void fault_willneed(struct tiered_region *r, uintptr_t a, uintptr_t end)
 	}
 }
 
+/* drain -- read the userfaultfd during a fork: take its event, keep the faults for later */
+static void drain(struct fctx *fc)
+{
+	struct uffd_msg m[16];
+	while (fc->stash && fc->nstash + 16 <= STASH_MAX) {
+		ssize_t n = read(g_uffd, m, sizeof m);
+		if (n <= 0)
+			return;
+		for (size_t k = 0; k < (size_t)n / sizeof m[0]; k++) {
+			if (m[k].event == UFFD_EVENT_FORK)
+				fork_event((int)m[k].arg.fork.ufd);
+			else
+				fc->stash[fc->nstash++] = m[k];
+		}
+	}
+}
+
+static void handle(struct fctx *fc, const struct uffd_msg *msg, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		if (msg[k].event == UFFD_EVENT_FORK)
+			fork_event((int)msg[k].arg.fork.ufd);
+	pthread_rwlock_rdlock(&g_quiesce);
+	for (size_t k = 0; k < n; k++) {
+		if (msg[k].event != UFFD_EVENT_PAGEFAULT)
+			continue;
+		uintptr_t addr = (uintptr_t)msg[k].arg.pagefault.address;
+		if (msg[k].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
+			wp_fault(addr);
+		else
+			missing_fault(fc, addr);
+	}
+	pthread_rwlock_unlock(&g_quiesce);
+}
+
+#define FORK_POLL_MAX 510
+
 static void *fault_main(void *arg)
 {
-	(void)arg;
+	bool first = (uintptr_t)arg == 0; /* also serves forked children */
 	t_rt |= RT_INTERNAL;
 	struct fctx fc = {0};
 	fc.cap = 1 + 64; /* prefetch is runtime-writable up to 64 */
 	fc.io = rio_open(fc.cap * ZERO_BUF);
-	if (!fc.io) {
+	fc.stash = mmap(NULL, STASH_MAX * sizeof(struct uffd_msg), PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (!fc.io || fc.stash == MAP_FAILED) {
 		tlog(LOG_ERROR, "fault thread: out of memory for its staging buffer");
 		return NULL;
 	}
+	t_fc = &fc;
 	bool spin = g_conf.fault_wait == 1;
-	struct pollfd pf[2] = {{.fd = g_uffd, .events = POLLIN}, {.fd = g_evfd, .events = POLLIN}};
+	struct pollfd pf[3 + FORK_POLL_MAX] = {{.fd = g_uffd, .events = POLLIN},
+					       {.fd = g_evfd, .events = POLLIN},
+					       {.fd = first ? g_kickfd : -1, .events = POLLIN}};
 	for (;;) {
 		struct uffd_msg msg[16];
-		ssize_t n = read(g_uffd, msg, sizeof msg);
-		if (n <= 0) {
-			uint64_t v;
-			if (read(g_evfd, &v, sizeof v) == (ssize_t)sizeof v) {
-				willneed_run(&fc);
-				continue;
-			}
-			if (n < 0 && errno != EAGAIN && errno != EINTR)
-				break;
-			if (spin) {
-				for (int k = 0; k < 2000; k++)
-					__builtin_ia32_pause();
-				continue;
-			}
-			(void)poll(pf, 2, -1);
+		bool busy = false;
+		if (fc.nstash) {
+			size_t n = fc.nstash < 16 ? fc.nstash : 16;
+			fc.nstash -= n;
+			memcpy(msg, fc.stash + fc.nstash, n * sizeof msg[0]);
+			handle(&fc, msg, n);
 			continue;
 		}
-		pthread_rwlock_rdlock(&g_quiesce);
-		for (size_t k = 0; k < (size_t)n / sizeof msg[0]; k++) {
-			if (msg[k].event != UFFD_EVENT_PAGEFAULT)
-				continue;
-			uintptr_t addr = (uintptr_t)msg[k].arg.pagefault.address;
-			if (msg[k].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
-				wp_fault(addr);
-			else
-				missing_fault(&fc, addr);
+		ssize_t n = read(g_uffd, msg, sizeof msg);
+		if (n > 0) {
+			handle(&fc, msg, (size_t)n / sizeof msg[0]);
+			busy = true;
+		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			break;
 		}
-		pthread_rwlock_unlock(&g_quiesce);
+		uint64_t v;
+		if (read(g_evfd, &v, sizeof v) == (ssize_t)sizeof v) {
+			willneed_run(&fc);
+			busy = true;
+		}
+		if (first) {
+			(void)!read(g_kickfd, &v, sizeof v);
+			if (fork_serve(fc.io))
+				busy = true;
+		}
+		if (busy)
+			continue;
+		if (spin) {
+			for (int k = 0; k < 2000; k++)
+				__builtin_ia32_pause();
+			continue;
+		}
+		int np = 3 + (first ? fork_pollfds(pf + 3, FORK_POLL_MAX) : 0);
+		(void)poll(pf, (nfds_t)np, first && fork_has_children() ? 1000 : -1);
 	}
 	tlog(LOG_ERROR, "fault thread: userfaultfd read failed: %s", strerror(errno));
 	return NULL;
@@ -529,7 +633,7 @@ int fault_start_threads(void)
 	if (want > MAX_FAULT_THREADS)
 		want = MAX_FAULT_THREADS;
 	for (int k = ATOMIC_LOAD_RELAXED(&g_nthreads); k < want; k++) {
-		if (runtime_thread_start(fault_main, "tiered-fault") != 0)
+		if (runtime_thread_start(fault_main, (void *)(uintptr_t)k, "tiered-fault") != 0)
 			break;
 		ATOMIC_ADD_RELAXED(&g_nthreads, 1);
 	}
@@ -594,6 +698,7 @@ void fault_pagein_all(void)
 
 void fault_forked_child(void)
 {
+	fork_child(); /* before the regions forget their registration */
 	pthread_rwlock_init(&g_quiesce, NULL);
 	pthread_mutex_init(&g_wn_lock, NULL);
 	g_wn_n = 0;
@@ -602,7 +707,9 @@ void fault_forked_child(void)
 		close(g_uffd);
 	if (g_evfd >= 0)
 		close(g_evfd);
-	g_uffd = g_evfd = -1;
+	if (g_kickfd >= 0)
+		close(g_kickfd);
+	g_uffd = g_evfd = g_kickfd = -1;
 	ATOMIC_STORE_RELAXED(&g_nthreads, 0);
 	for (unsigned k = 0; k < TIERED_MAX_ARENAS; k++)
 		for (struct tiered_region *r = g_arenas[k].regions; r; r = r->next)

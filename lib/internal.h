@@ -197,6 +197,7 @@ struct tiered_region {
 	pthread_mutex_t lock;	      /* blocks */
 	struct tiered_region *next;   /* arena's list, guarded by arena->lock */
 	_Atomic bool uffd;	      /* registered with the userfaultfd (lib/fault.c) */
+	_Atomic bool borrowed;	      /* forked child: remote blocks still come from the parent */
 };
 
 /* Account for bytes [addr, addr+len) becoming committed / decommitted. Region lock held. */
@@ -364,6 +365,14 @@ TIERED_HIDDEN bool remote_is_up(void);
  */
 TIERED_HIDDEN int remote_slot_alloc(size_t len, uint32_t *slot);
 TIERED_HIDDEN void remote_slot_free(uint32_t slot, size_t len);
+/*
+ * fork: a forked child may still read slot (lib/fork.c), so it is neither
+ * rewritten nor given back until unpinned; remote_slot_free of a pinned slot
+ * takes effect at its last unpin.  Pins nest.  pin: 0 or -ENOMEM.
+ */
+TIERED_HIDDEN int remote_slot_pin(uint32_t slot);
+TIERED_HIDDEN void remote_slot_unpin(uint32_t slot, size_t len);
+TIERED_HIDDEN bool remote_slot_pinned(uint32_t slot);
 /* Is the server holding slot still there? */
 TIERED_HIDDEN bool remote_slot_live(uint32_t slot);
 /* One runtime thread's transfer context: channels to every server and a staging buffer. */
@@ -421,6 +430,28 @@ TIERED_HIDDEN void fault_willneed(struct tiered_region *r, uintptr_t a, uintptr_
 /* Fetch every remote block back (before fork). */
 TIERED_HIDDEN void fault_pagein_all(void);
 TIERED_HIDDEN void fault_forked_child(void);
+/* UFFDIO_COPY (src) or zero pages (src NULL) into fd's address space; see install() */
+TIERED_HIDDEN size_t fault_install_fd(int fd, uintptr_t dst, const char *src, size_t len, bool wp,
+				      int *err);
+TIERED_HIDDEN void fault_wake_fd(int fd, uintptr_t addr, size_t len);
+
+/* lib/fork.c: a forked child borrows evicted blocks from its parent */
+struct pollfd;
+TIERED_HIDDEN void fork_init(bool event_fork, int kick_fd);
+/* prepare handler, pass lock held: false means page every remote block in instead */
+TIERED_HIDDEN bool fork_prepare(void);
+TIERED_HIDDEN void fork_parent(void);
+TIERED_HIDDEN void fork_child(void);
+/* a fault thread read UFFD_EVENT_FORK from the process's userfaultfd */
+TIERED_HIDDEN void fork_event(int ufd);
+/* the first fault thread: serve borrowing children; true while a hand-over goes on */
+TIERED_HIDDEN bool fork_serve(struct rio *io);
+TIERED_HIDDEN int fork_pollfds(struct pollfd *pf, int max);
+TIERED_HIDDEN bool fork_has_children(void);
+TIERED_HIDDEN void fork_at_exit(void);
+/* in a child: does it still borrow from its parent? */
+TIERED_HIDDEN bool fork_borrowing(void);
+extern TIERED_HIDDEN _Atomic uint64_t g_fork_children, g_fork_served, g_fork_pushed;
 /* Region destruction waits for fault threads to leave the region. */
 TIERED_HIDDEN void fault_quiesce_begin(void);
 TIERED_HIDDEN void fault_quiesce_end(void);
@@ -463,6 +494,6 @@ TIERED_HIDDEN int runtime_init_early(void);
 extern TIERED_HIDDEN __thread int t_in_init __attribute__((tls_model("initial-exec")));
 TIERED_HIDDEN void runtime_report_conf_error(const char *msg, void *arg);
 /* Start a detached runtime thread (signals blocked, RT_INTERNAL); 0 or an error number. */
-TIERED_HIDDEN int runtime_thread_start(void *(*fn)(void *), const char *name);
+TIERED_HIDDEN int runtime_thread_start(void *(*fn)(void *), void *arg, const char *name);
 
 #endif /* TIERED_INTERNAL_H */

@@ -57,6 +57,9 @@ struct lease {
 	unsigned server;
 	size_t free_pages;
 	uint64_t *bits; /* 1 = used */
+	/* fork: slots a forked child may still read (by first page); freed when unpinned */
+	uint16_t *pins;
+	uint64_t *deferred;
 };
 
 static struct {
@@ -558,20 +561,82 @@ int remote_slot_alloc(size_t len, uint32_t *slot)
 	return -ENOSPC;
 }
 
-void remote_slot_free(uint32_t slot, size_t len)
+/* release_run_locked -- give n pages from page p of lease l back */
+static void release_run_locked(struct lease *l, size_t p, size_t n)
+{
+	for (size_t q = p; q < p + n && q < g_rem.ppl; q++)
+		l->bits[q / 64] &= ~(1ULL << (q % 64));
+	l->free_pages += n;
+}
+
+/* lease_of -- the lease of slot and its first page there, or NULL */
+static struct lease *lease_of(uint32_t slot, size_t *p)
 {
 	if (slot == 0 || !g_rem.leases)
-		return;
-	size_t page = slot - 1, n = len >> SLOT_PAGE_SHIFT;
-	size_t k = page / g_rem.ppl, p = page % g_rem.ppl;
+		return NULL;
+	size_t page = slot - 1, k = page / g_rem.ppl;
+	if (k >= ATOMIC_LOAD_RELAXED(&g_rem.nleases))
+		return NULL;
+	*p = page % g_rem.ppl;
+	return &g_rem.leases[k];
+}
+
+void remote_slot_free(uint32_t slot, size_t len)
+{
+	size_t p;
 	pthread_mutex_lock(&g_slot_lock);
-	if (k < ATOMIC_LOAD_RELAXED(&g_rem.nleases)) {
-		struct lease *l = &g_rem.leases[k];
-		for (size_t q = p; q < p + n && q < g_rem.ppl; q++)
-			l->bits[q / 64] &= ~(1ULL << (q % 64));
-		l->free_pages += n;
+	struct lease *l = lease_of(slot, &p);
+	if (l && l->pins && l->pins[p])
+		l->deferred[p / 64] |= 1ULL << (p % 64); /* a forked child reads it: later */
+	else if (l)
+		release_run_locked(l, p, len >> SLOT_PAGE_SHIFT);
+	pthread_mutex_unlock(&g_slot_lock);
+}
+
+int remote_slot_pin(uint32_t slot)
+{
+	size_t p;
+	int rc = 0;
+	pthread_mutex_lock(&g_slot_lock);
+	struct lease *l = lease_of(slot, &p);
+	if (l && !l->pins) {
+		size_t pins = (g_rem.ppl * sizeof(uint16_t) + 7) & ~(size_t)7;
+		void *m = mmap(NULL, pins + (g_rem.ppl + 63) / 64 * 8, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m != MAP_FAILED) {
+			l->pins = m;
+			l->deferred = (uint64_t *)((char *)m + pins);
+		}
+	}
+	if (!l || !l->pins || l->pins[p] == UINT16_MAX)
+		rc = -ENOMEM;
+	else
+		l->pins[p]++;
+	pthread_mutex_unlock(&g_slot_lock);
+	return rc;
+}
+
+void remote_slot_unpin(uint32_t slot, size_t len)
+{
+	size_t p;
+	pthread_mutex_lock(&g_slot_lock);
+	struct lease *l = lease_of(slot, &p);
+	if (l && l->pins && l->pins[p] && --l->pins[p] == 0 &&
+	    (l->deferred[p / 64] & (1ULL << (p % 64)))) {
+		l->deferred[p / 64] &= ~(1ULL << (p % 64));
+		release_run_locked(l, p, len >> SLOT_PAGE_SHIFT);
 	}
 	pthread_mutex_unlock(&g_slot_lock);
+}
+
+bool remote_slot_pinned(uint32_t slot)
+{
+	size_t p;
+	pthread_mutex_lock(&g_slot_lock);
+	struct lease *l = lease_of(slot, &p);
+	bool pinned = l && l->pins && l->pins[p];
+	pthread_mutex_unlock(&g_slot_lock);
+	return pinned;
 }
 
 /* server_of_slot -- index of the server holding slot, or -1 */
@@ -834,6 +899,10 @@ void remote_stats_json(FILE *out)
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_missing_faults),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_wp_faults),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_zero_fills));
+	fprintf(out, ",\"fork_children\":%llu,\"fork_blocks_served\":%llu,\"fork_blocks_pushed\":%llu",
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_fork_children),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_fork_served),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_fork_pushed));
 	fputs(",\"server_names\":[", out);
 	for (unsigned s = 0; s < g_rem.nsrv; s++)
 		fprintf(out, "%s\"%s\"", s ? "," : "", g_rem.srv[s].name);
@@ -853,4 +922,9 @@ void remote_stats_text(FILE *out)
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_missing_faults),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_wp_faults),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_zero_fills));
+	fprintf(out, "remote: forked children %llu; borrowed blocks copied into them %llu (%llu in "
+		     "hand-overs, the rest on demand)\n",
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_fork_children),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_fork_served),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_fork_pushed));
 }

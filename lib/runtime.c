@@ -32,13 +32,13 @@ static _Atomic bool g_late_done;
 TIERED_HIDDEN int g_stats_fd = -1;
 
 /*
- * runtime_thread_start -- a detached runtime thread named name: every signal
+ * runtime_thread_start -- a detached runtime thread fn(arg) named name: every signal
  * blocked (the program's handlers never run on it) and its allocations in
  * the pinned arena from its first malloc (t_rt is inherited by nothing, so
  * the creating thread marks itself while glibc allocates the new stack).
  * Returns 0 or a positive error number, as pthread_create.
  */
-int runtime_thread_start(void *(*fn)(void *), const char *name)
+int runtime_thread_start(void *(*fn)(void *), void *arg, const char *name)
 {
 	sigset_t all, old;
 	sigfillset(&all);
@@ -49,7 +49,7 @@ int runtime_thread_start(void *(*fn)(void *), const char *name)
 	pthread_t tid;
 	int saved = t_rt;
 	t_rt |= RT_INTERNAL;
-	int rc = pthread_create(&tid, &at, fn, NULL);
+	int rc = pthread_create(&tid, &at, fn, arg);
 	t_rt = saved;
 	pthread_attr_destroy(&at);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -181,6 +181,8 @@ int runtime_init(void)
 
 __attribute__((destructor)) static void runtime_fini(void)
 {
-	if (ATOMIC_LOAD_ACQUIRE(&g_runtime_state) == 2)
+	if (ATOMIC_LOAD_ACQUIRE(&g_runtime_state) == 2) {
+		fork_at_exit(); /* children that still borrow evicted blocks get them now */
 		stats_at_exit();
+	}
 }

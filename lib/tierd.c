@@ -384,7 +384,7 @@ int tierd_start(void)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&g_tierd_cv, &ca);
 	pthread_condattr_destroy(&ca);
-	int rc = runtime_thread_start(tierd_main, "tiered-policy");
+	int rc = runtime_thread_start(tierd_main, NULL, "tiered-policy");
 	if (rc == 0) {
 		g_tierd_running = true;
 		g_tierd_pid = getpid();
@@ -402,12 +402,14 @@ void tierd_prefork(void)
 	pthread_mutex_lock(&g_pass_lock);
 	int saved = t_rt;
 	t_rt |= RT_INTERNAL;
-	fault_pagein_all();
+	if (!fork_prepare())
+		fault_pagein_all();
 	t_rt = saved;
 }
 
 void tierd_postfork_parent(void)
 {
+	fork_parent();
 	pthread_mutex_unlock(&g_pass_lock);
 }
 

@@ -1,0 +1,22 @@
+#!/bin/sh
+# remote-fork.sh -- fork() of a process whose heap is mostly on the remote
+# tier (remote=spawn, tieredd over tcp): fork-then-exec fetches nothing back;
+# a child sees every byte and can give memory back and reuse it; the child
+# of a parent that calls exit() at once still sees every byte; the child of
+# a parent killed at once ends with status 113 on its first access to a
+# block only that parent could fetch.  See remote_fork.c.
+. "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/common.sh"
+
+need_preload
+prog=$bindir/remote_fork
+[ -x "$prog" ] || fail "$prog is not built"
+[ -x "$abs_top_builddir/server/tieredd" ] || fail "tieredd is not built"
+
+conf="dram_limit:16M,cxl_node:none,policy_interval_ms:10,remote:spawn,spawn_provider:tcp"
+preloaded "$conf" "$prog" 64 >"$tmp/out" 2>&1
+rc=$?
+cat "$tmp/out"
+[ $rc -eq 0 ] || fail "remote_fork failed (status $rc)"
+grep -q "is lost: the parent process held it" "$tmp/out" ||
+	fail "the orphaned child did not say which block was lost"
+exit 0
