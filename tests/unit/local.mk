@@ -16,7 +16,8 @@ unit_suites = \
 	tests/unit/check_api \
 	tests/unit/check_preload \
 	tests/unit/check_proto \
-	tests/unit/check_tieredd
+	tests/unit/check_tieredd \
+	tests/unit/check_remote
 
 check_PROGRAMS += $(unit_suites) tests/unit/preload_child
 TESTS += $(unit_suites)
@@ -62,6 +63,11 @@ tests_unit_check_proto_LDADD = $(UNIT_CORE_LIBS)
 tests_unit_check_tieredd_SOURCES = tests/unit/check_tieredd.c tests/unit/unit.h
 tests_unit_check_tieredd_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_tieredd_LDADD = $(UNIT_CORE_LIBS)
+
+# The remote tier through the explicit API, with a spawned $TIEREDD.
+tests_unit_check_remote_SOURCES = tests/unit/check_remote.c tests/unit/unit.h
+tests_unit_check_remote_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_remote_LDADD = $(UNIT_CORE_LIBS) -lpthread
 
 # Run by check_preload under LD_PRELOAD; links nothing of libtiered.
 tests_unit_preload_child_SOURCES = tests/unit/preload_child.c
