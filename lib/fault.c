@@ -582,6 +582,7 @@ static void *fault_main(void *arg)
 		return NULL;
 	}
 	t_fc = &fc;
+	rio_warm(fc.io); /* the first fault should not pay for opening the channels */
 	bool spin = g_conf.fault_wait == 1;
 	struct pollfd pf[3 + FORK_POLL_MAX] = {{.fd = g_uffd, .events = POLLIN},
 					       {.fd = g_evfd, .events = POLLIN},

@@ -379,6 +379,8 @@ TIERED_HIDDEN bool remote_slot_live(uint32_t slot);
 struct rio;
 TIERED_HIDDEN struct rio *rio_open(size_t staging_bytes);
 TIERED_HIDDEN void *rio_buf(struct rio *io);
+/* Open io's channels to every server now rather than on its first transfer. */
+TIERED_HIDDEN void rio_warm(struct rio *io);
 /* One transfer of the staging bytes [off, off+len) to or from slot. */
 struct rio_item {
 	uint32_t slot;

@@ -720,6 +720,18 @@ static struct remote_chan *chan(struct rio *io, unsigned s)
 	return io->ch[s];
 }
 
+/*
+ * rio_warm -- open io's channels to every live server now (endpoint, CQ,
+ * staging registration: tens of milliseconds), not on the first transfer,
+ * which for a fault thread is a program's first remote fault.
+ */
+void rio_warm(struct rio *io)
+{
+	for (unsigned s = 0; s < g_rem.nsrv; s++)
+		if (!ATOMIC_LOAD_RELAXED(&g_rem.srv[s].dead))
+			(void)chan(io, s);
+}
+
 #define RIO_TIMEOUT_MS 10000
 
 /*
