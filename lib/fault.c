@@ -425,12 +425,26 @@ static void missing_fault(struct fctx *fc, uintptr_t addr)
 		int depth = CONF_LOAD(g_conf.prefetch);
 		if ((size_t)depth > fc->cap - 1)
 			depth = (int)(fc->cap - 1);
+		long ahead = 0;
 		for (long d = 1; s && d <= depth; d++) {
 			long j = (long)i + s * d;
 			if (j < 0 || (size_t)j >= r->nblocks)
 				break;
+			ahead = d;
 			if (take_remote_locked(r, (size_t)j, &f[n]))
 				n++;
+		}
+		if (ahead) {
+			/*
+			 * The blocks fetched ahead will not fault: count them as seen,
+			 * so that the fault just past them continues the stride rather
+			 * than looking like a jump (which stopped prefetching for the
+			 * next two faults of every window).
+			 */
+			long step = s * (long)bs;
+			fc->last[0] = base + (uintptr_t)(ahead * step);
+			fc->last[1] = fc->last[0] - (uintptr_t)step;
+			fc->last[2] = fc->last[1] - (uintptr_t)step;
 		}
 		pthread_mutex_unlock(&r->lock);
 		fetch_blocks(fc, f, n, true);
