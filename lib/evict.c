@@ -154,6 +154,7 @@ static long batch(struct evict_cand *c, size_t n, bool *full)
 		ev[k] = (struct ev){.r = r, .i = c[k].i, .what = E_SKIP};
 		if (fault_register(r) < 0)
 			continue;
+		fault_lock_yield();
 		pthread_mutex_lock(&r->lock);
 		ev[k].what = begin_locked(r, c[k].i);
 		ev[k].slot = r->blocks[c[k].i].slot;
@@ -200,6 +201,7 @@ static long batch(struct evict_cand *c, size_t n, bool *full)
 			continue;
 		bool ok = ev[k].what == E_ZERO || (ev[k].item && ev[k].item->status == 0);
 		struct tiered_region *r = ev[k].r;
+		fault_lock_yield();
 		pthread_mutex_lock(&r->lock);
 		bool left = finish_locked(&ev[k], ok);
 		pthread_mutex_unlock(&r->lock);

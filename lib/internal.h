@@ -421,6 +421,8 @@ TIERED_HIDDEN bool fault_active(void);
 /* Write-protect or unprotect [addr, addr+len); wake waiters when unprotecting. */
 TIERED_HIDDEN int fault_wp(uintptr_t addr, size_t len, bool protect);
 TIERED_HIDDEN void fault_wake(uintptr_t addr, size_t len);
+/* The placement thread, before it takes a region lock for a block: a fault thread waiting for one goes first. */
+TIERED_HIDDEN void fault_lock_yield(void);
 /*
  * A hook gives back [addr, addr+len) of a block that is not local (REMOTE,
  * ZERO, or being fetched): map zero pages there so that a later page-in of
