@@ -658,11 +658,6 @@ void fork_at_exit(void)
 
 /* ---- the child's side -------------------------------------------------------------- */
 
-bool fork_borrowing(void)
-{
-	return ATOMIC_LOAD_RELAXED(&g_dep) != DEP_NONE;
-}
-
 /* independent -- the parent handed everything over: the blocks are ours now */
 static void independent(void)
 {

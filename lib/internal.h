@@ -453,8 +453,6 @@ TIERED_HIDDEN bool fork_serve(struct rio *io);
 TIERED_HIDDEN int fork_pollfds(struct pollfd *pf, int max);
 TIERED_HIDDEN bool fork_has_children(void);
 TIERED_HIDDEN void fork_at_exit(void);
-/* in a child: does it still borrow from its parent? */
-TIERED_HIDDEN bool fork_borrowing(void);
 extern TIERED_HIDDEN _Atomic uint64_t g_fork_children, g_fork_served, g_fork_pushed;
 /* Region destruction waits for fault threads to leave the region. */
 TIERED_HIDDEN void fault_quiesce_begin(void);
