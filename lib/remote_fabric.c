@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -92,6 +93,8 @@ struct remote_chan {
 	size_t nops, inflight;
 	int64_t last_probe;
 };
+
+static void shm_note(struct remote_chan *ch);
 
 /* A registration when none is needed (no FI_MR_LOCAL): a non-NULL handle. */
 static char no_mr;
@@ -540,12 +543,52 @@ static int fab_chan_open(struct remote_conn *c, struct remote_chan **out)
 	}
 	ch->last_probe = now_ns();
 	atomic_fetch_add(&c->nchan, 1);
+	shm_note(ch);
 	*out = ch;
 	return 0;
 fail:
 	tlog(LOG_WARN, "%s: cannot open a channel: %s: %s", c->name, what, fi_strerror(-rc));
 	chan_free(ch);
 	return fab_errno(rc);
+}
+
+/*
+ * The shm provider keeps each endpoint's region in a file in /dev/shm that
+ * only fi_close removes, and a process that exits does not close its
+ * channels (runtime threads may be using them until the very end).  The
+ * names are noted here and unlinked when the process exits: peers that
+ * mapped a region keep their mapping.
+ */
+#define SHM_NAMES 32
+static struct {
+	pid_t pid;
+	char name[96];
+} g_shm[SHM_NAMES];
+static atomic_int g_nshm;
+
+static void shm_note(struct remote_chan *ch)
+{
+	char buf[128];
+	size_t len = sizeof buf - 1;
+	if (strcmp(ch->c->info->fabric_attr->prov_name, "shm") != 0 ||
+	    fi_getname(&ch->ep->fid, buf, &len) != 0 || len >= sizeof buf)
+		return;
+	buf[len] = 0;
+	const char *name = strstr(buf, "://");
+	name = name ? name + 3 : buf;
+	int k = atomic_fetch_add(&g_nshm, 1);
+	if (k >= SHM_NAMES || strlen(name) >= sizeof g_shm[k].name)
+		return;
+	snprintf(g_shm[k].name, sizeof g_shm[k].name, "%s", name);
+	g_shm[k].pid = getpid();
+}
+
+__attribute__((destructor)) static void shm_unlink_all(void)
+{
+	int n = atomic_load(&g_nshm);
+	for (int k = 0; k < n && k < SHM_NAMES; k++)
+		if (g_shm[k].pid == getpid()) /* a forked child's names are its parent's */
+			(void)shm_unlink(g_shm[k].name);
 }
 
 static void fab_chan_close(struct remote_chan *ch)
