@@ -1,6 +1,7 @@
 /*
  * raw_limit.c -- the raw limit of paging a block in over the network, with no
- * library involved, so that libtiered's fault latency can be compared with it.
+ * library involved, so that libtiered's fault latency and sequential-scan
+ * bandwidth can be compared with it.
  *
  *   raw_limit [--provider tcp|shm] [--size BYTES] [--count N] [--json]
  *             [--pin same|none]
@@ -23,14 +24,27 @@
  *           block into a registered staging buffer, then UFFDIO_COPYs it in.
  *   rma-bw  sequential fi_reads of the block size, 16 in flight, for about
  *           a second: the raw RMA read bandwidth (GB/s, 1 GB = 1e9 bytes).
+ *   raw-scan  the highest sequential-scan bandwidth of the raw mechanism.
+ *           The toucher reads one word per 4 KiB page, in order, of a fresh
+ *           registered area of 256 MiB (at least 64 blocks); the handler
+ *           serves each fault by posting fi_reads of the faulting block and
+ *           of the next K blocks at once, then UFFDIO_COPYs each block in as
+ *           its read completes (in completion order; the copy of the
+ *           faulting block wakes the toucher).  Blocks fetched ahead do not
+ *           fault.  Timed from the first touch to the last: GB/s for K = 0,
+ *           4 and 16 (fault_bench's prefetch depths), a fresh area each,
+ *           after one untimed pass (K = 16).  JSON: scan_gbps_k0, _k4, _k16.
  *
  * Latencies are over --count operations (default 200) after 5 untimed ones,
  * each on a block not touched before; p50 and p99 are nearest-rank
  * percentiles in microseconds.  Every block paged in is checked (its first
- * and last word) against the target's pattern.  Output, one line per test:
+ * and last word; raw-scan: the word read on each page) against the target's
+ * pattern.  Output, one line per test:
  *
  *   raw_limit: provider=tcp size=2097152 test=raw p50_us=... p99_us=... n=200
  *   raw_limit: provider=tcp size=2097152 test=rma-bw gbps=...
+ *   raw_limit: provider=tcp size=2097152 test=raw-scan scan_gbps_k0=...
+ *              scan_gbps_k4=... scan_gbps_k16=... blocks=128   (one line)
  *
  * or, with --json, one JSON object.  Providers: tcp is libfabric's
  * "tcp;ofi_rxm" over 127.0.0.1, shm its shared-memory provider; both with
@@ -39,8 +53,9 @@
  *
  * Placement (--pin): by default the toucher and the handler share the first
  * CPU of the affinity mask and the target spins on the second, the best
- * placement and so the limit.  --pin none leaves it to the scheduler; on a
- * 2-vCPU VM that mostly measures cross-vCPU wake-ups and time slices.
+ * placement and so the limit (raw-scan too: the toucher and the handler
+ * share that CPU).  --pin none leaves it to the scheduler; on a 2-vCPU VM
+ * that mostly measures cross-vCPU wake-ups and time slices.
  *
  * Exit status: 0 success, 1 failure, 2 bad usage.  The child is stopped (by
  * its pid) on every path: asked to quit, then SIGTERM, then SIGKILL; it also
@@ -96,15 +111,23 @@
 #define WARMUP 5                    /* untimed operations before each latency test */
 #define BW_INFLIGHT 16              /* reads in flight for rma-bw */
 #define BW_SECONDS 1.0              /* how long rma-bw keeps reads in flight */
+#define SCAN_AREA (256u * MIB)      /* raw-scan's area (fault_bench's heap)... */
+#define SCAN_MIN_BLOCKS 64          /* ...but at least this many blocks */
+#define SCAN_AHEAD_MAX 16           /* the most blocks raw-scan reads ahead */
+#define SCAN_DEPTHS 3               /* raw-scan's read-ahead depths, scan_ahead[] */
 #define TARGET_MIN_AREA (64u * MIB) /* the target's area, at least */
 #define OP_TIMEOUT_S 30.0           /* one operation taking longer is a failure */
 #define REGION_ALIGN (2u * MIB)     /* alignment of the faulting region */
 #define TARGET_KEY 0x7a11u          /* requested MR keys (providers without PROV_KEY) */
 #define LOCAL_KEY 0x10cau
+/* staging buffers: rma-bw's reads in flight, raw-scan's faulting block and
+ * the blocks read ahead with it */
+#define STAGE_BLOCKS (BW_INFLIGHT > SCAN_AHEAD_MAX + 1 ? BW_INFLIGHT : SCAN_AHEAD_MAX + 1)
 
 enum prov { PROV_TCP, PROV_SHM };
 static const char *const prov_short[] = {"tcp", "shm"};
 static const char *const prov_fabric[] = {"tcp;ofi_rxm", "shm"};
+static const int scan_ahead[SCAN_DEPTHS] = {0, 4, 16};
 
 static enum prov g_prov = PROV_TCP;
 static size_t g_size = DEFAULT_SIZE;
@@ -221,7 +244,7 @@ static void usage(FILE *f)
 	        "  --pin same    (default) the toucher and the fault handler on the first CPU\n"
 	        "                of the affinity mask, the target on the second\n"
 	        "  --pin none    no pinning: the scheduler places them\n"
-	        "Tests: uffd, rma, raw (latency p50/p99 in us) and rma-bw (GB/s).\n",
+	        "Tests: uffd, rma, raw (latency p50/p99 in us), rma-bw and raw-scan (GB/s).\n",
 	        PAGE, MAX_SIZE / MIB, MAX_COUNT, DEFAULT_COUNT);
 }
 
@@ -433,9 +456,9 @@ static int fab_open(struct fab *f, void *mem, size_t len, uint64_t access, uint6
 		f->info = NULL;
 		return -1;
 	}
-	if (f->info->tx_attr->size < BW_INFLIGHT) {
+	if (f->info->tx_attr->size < STAGE_BLOCKS) {
 		snprintf(err, errlen, "%s: transmit queue of %zu entries, %d needed",
-		         prov_fabric[g_prov], f->info->tx_attr->size, BW_INFLIGHT);
+		         prov_fabric[g_prov], f->info->tx_attr->size, STAGE_BLOCKS);
 		return -1;
 	}
 
@@ -625,7 +648,7 @@ static int g_uffd = -1;
 static struct fab g_fab;
 static fi_addr_t g_peer;
 static uint64_t g_rbase, g_rkey, g_rlen; /* the target's area */
-static char *g_stage;                    /* BW_INFLIGHT registered buffers of g_size */
+static char *g_stage;                    /* STAGE_BLOCKS registered buffers of g_size */
 static size_t g_stage_len;
 
 /* Start the target and connect to it; the target stays idle until serve(). */
@@ -675,7 +698,7 @@ static void target_start(void)
 	g_rlen = p.len;
 
 	/* the staging buffers: prefaulted, registered for local reads */
-	g_stage_len = g_size * BW_INFLIGHT;
+	g_stage_len = g_size * STAGE_BLOCKS;
 	g_stage = mmap(NULL, g_stage_len, PROT_READ | PROT_WRITE,
 	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	if (g_stage == MAP_FAILED)
@@ -853,7 +876,7 @@ static void region_close(struct region *r)
 }
 
 /* The fault handler thread. */
-enum hmode { H_LOCAL, H_REMOTE };
+enum hmode { H_LOCAL, H_REMOTE, H_SCAN };
 struct handler {
 	pthread_t thread;
 	enum hmode mode;
@@ -862,7 +885,81 @@ struct handler {
 	const char *src; /* H_LOCAL: the block copied in */
 	atomic_int cpu;  /* CPU the last fault was handled on */
 	atomic_ulong faults;
+	/* H_SCAN: blocks read ahead with each faulting one; the region's blocks
+	 * and which of them have been fetched (the handler's alone) */
+	int ahead;
+	size_t nblocks;
+	bool *fetched;
 };
+
+/*
+ * raw-scan's fault on block idx: fi_read it and the next h->ahead blocks not
+ * fetched yet into the staging buffers, all posted before waiting, and
+ * UFFDIO_COPY each block in as its read completes, in completion order.  The
+ * copies wake the range they fill, so the toucher runs again as soon as the
+ * faulting block is in (and a toucher that has run on into a block still in
+ * flight as soon as that one is).
+ */
+static void scan_serve(struct handler *h, size_t idx)
+{
+	struct fi_context2 ctx[SCAN_AHEAD_MAX + 1];
+	size_t blk[SCAN_AHEAD_MAX + 1];
+	bool in[SCAN_AHEAD_MAX + 1] = {false};
+	int n = 0, posted = 0, done = 0;
+	char *base = h->reg->base;
+	struct spin sp;
+	char eb[200];
+
+	if (h->fetched[idx]) {
+		/* a fault on a block installed since it was read (its copy woke
+		 * the toucher already, unless it faulted just after): wake it */
+		struct uffdio_range wr = {.start = (uintptr_t)(base + idx * g_size), .len = g_size};
+		if (ioctl(g_uffd, UFFDIO_WAKE, &wr))
+			die("UFFDIO_WAKE: %s", strerror(errno));
+		return;
+	}
+	for (size_t j = idx; j < h->nblocks && j <= idx + (size_t)h->ahead; j++) {
+		if (!h->fetched[j]) {
+			h->fetched[j] = true;
+			blk[n++] = j;
+		}
+	}
+	atomic_store_explicit(&h->cpu, sched_getcpu(), memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->faults, 1, memory_order_release);
+
+	spin_init(&sp, "raw-scan: fi_read");
+	while (done < n) {
+		while (posted < n) {
+			ssize_t r =
+			    fi_read(g_fab.ep, g_stage + (size_t)posted * g_size, g_size, g_fab.desc,
+			            g_peer, g_rbase + roff_of(blk[posted]), g_rkey, &ctx[posted]);
+			if (r == -FI_EAGAIN)
+				break; /* the queue is full: reap completions first */
+			if (r)
+				die("raw-scan: fi_read: %s", fi_strerror((int)-r));
+			posted++;
+		}
+		struct fi_cq_entry e[SCAN_AHEAD_MAX + 1];
+		ssize_t m = fi_cq_read(g_fab.cq, e, SCAN_AHEAD_MAX + 1);
+		if (m > 0) {
+			for (ssize_t j = 0; j < m; j++) {
+				int k = (int)((struct fi_context2 *)e[j].op_context - ctx);
+				if (k < 0 || k >= posted || in[k])
+					die("raw-scan: completion of an unknown operation");
+				in[k] = true;
+				uffd_copy(base + blk[k] * g_size, g_stage + (size_t)k * g_size,
+				          g_size);
+				done++;
+			}
+			spin_init(&sp, "raw-scan: fi_read");
+		} else if (m == 0 || m == -FI_EAGAIN) {
+			spin_check(&sp);
+		} else {
+			die("raw-scan: fi_read of %zu bytes: %s", g_size,
+			    cq_error(g_fab.cq, m, eb, sizeof(eb)));
+		}
+	}
+}
 
 static void *handler_main(void *arg)
 {
@@ -900,6 +997,10 @@ static void *handler_main(void *arg)
 		size_t idx = (addr - base) / g_size;
 		char *blk = h->reg->base + idx * g_size;
 
+		if (h->mode == H_SCAN) {
+			scan_serve(h, idx);
+			continue;
+		}
 		/* counted before the copy: the copy wakes the toucher */
 		atomic_store_explicit(&h->cpu, sched_getcpu(), memory_order_relaxed);
 		atomic_fetch_add_explicit(&h->faults, 1, memory_order_release);
@@ -916,11 +1017,15 @@ static void *handler_main(void *arg)
 
 struct result {
 	const char *test;
-	bool bw;
+	bool bw, scan;
 	double p50, p99, min, mean, max; /* us */
 	int n;
 	double same_cpu; /* fraction of faults handled on the toucher's CPU, or -1 */
 	double gbps, bytes, seconds;
+	/* raw-scan, for each of scan_ahead[]: GB/s, seconds, faults that fetched */
+	double scan_gbps[SCAN_DEPTHS], scan_seconds[SCAN_DEPTHS];
+	unsigned long scan_faults[SCAN_DEPTHS];
+	size_t blocks;
 };
 
 static void summarize(struct result *res, const char *test, double *lat, int n)
@@ -930,6 +1035,7 @@ static void summarize(struct result *res, const char *test, double *lat, int n)
 	qsort(lat, (size_t)n, sizeof(*lat), cmp_double);
 	for (int i = 0; i < n; i++)
 		sum += lat[i];
+	memset(res, 0, sizeof(*res));
 	res->test = test;
 	res->bw = false;
 	res->n = n;
@@ -1082,6 +1188,102 @@ static void test_rma_bw(struct result *res)
 	res->same_cpu = -1;
 }
 
+/*
+ * One raw-scan pass: the toucher (this thread) reads one word per page of a
+ * fresh region of nb blocks, in order, and checks it against the target's
+ * pattern; the handler serves the faults with scan_serve(), reading ahead
+ * blocks ahead of each.  Timed from the first touch to the last; returns the
+ * seconds, and in *faults the faults that fetched blocks.
+ */
+static double scan_pass(size_t nb, int ahead, bool *fetched, unsigned long *faults)
+{
+	struct region reg;
+	struct handler h = {
+	    .mode = H_SCAN, .reg = &reg, .ahead = ahead, .nblocks = nb, .fetched = fetched};
+	size_t bad = 0, bad_off = 0, groups = (nb + (size_t)ahead) / (size_t)(ahead + 1);
+	uint64_t bad_word = 0;
+
+	memset(fetched, 0, nb * sizeof(*fetched));
+	region_open(&reg, nb);
+	h.stopfd = eventfd(0, EFD_CLOEXEC);
+	if (h.stopfd < 0)
+		die("eventfd: %s", strerror(errno));
+	atomic_init(&h.cpu, -1);
+	atomic_init(&h.faults, 0);
+	int rc = pthread_create(&h.thread, NULL, handler_main, &h);
+	if (rc)
+		die("pthread_create: %s", strerror(rc));
+
+	double t0 = now_s();
+	for (size_t b = 0; b < nb; b++) {
+		const char *blk = reg.base + b * g_size;
+		uint64_t roff = roff_of(b);
+		for (size_t o = 0; o < g_size; o += PAGE) {
+			uint64_t w = *(const volatile uint64_t *)(blk + o);
+			if (w != pattern(roff + o) && bad++ == 0) {
+				bad_off = b * g_size + o;
+				bad_word = w;
+			}
+		}
+	}
+	double t1 = now_s();
+
+	uint64_t one = 1;
+	if (write(h.stopfd, &one, sizeof(one)) != (ssize_t)sizeof(one))
+		die("eventfd write: %s", strerror(errno));
+	pthread_join(h.thread, NULL);
+	close(h.stopfd);
+	region_close(&reg);
+
+	if (bad)
+		die("raw-scan (ahead %d): wrong data in %zu pages; the first at offset %zu "
+		    "(word %#" PRIx64 ", expected %#" PRIx64 ")",
+		    ahead, bad, bad_off, bad_word,
+		    pattern(roff_of(bad_off / g_size) + bad_off % g_size));
+	/* one fault fetched each group of 1 + ahead blocks; no other block faulted
+	 * before it was fetched */
+	*faults = atomic_load(&h.faults);
+	if (*faults != groups)
+		die("raw-scan (ahead %d): %lu faults fetched blocks, %zu expected", ahead, *faults,
+		    groups);
+	return t1 - t0;
+}
+
+/*
+ * raw-scan: one untimed pass (reading SCAN_AHEAD_MAX ahead), then a timed
+ * pass for each depth in scan_ahead[], each on a fresh region.  The untimed
+ * pass leaves the kernel with free pages it has used just before: on a VM,
+ * memory the guest has not touched yet (or has given back to the host) is
+ * far slower to fault in the first time, and that is not the mechanism.
+ */
+static void test_raw_scan(struct result *res)
+{
+	size_t nb = SCAN_AREA / g_size;
+	unsigned long faults;
+	bool *fetched;
+
+	if (nb < SCAN_MIN_BLOCKS)
+		nb = SCAN_MIN_BLOCKS;
+	fetched = calloc(nb, sizeof(*fetched));
+	if (!fetched)
+		die("out of memory");
+	memset(res, 0, sizeof(*res));
+	res->test = "raw-scan";
+	res->scan = true;
+	res->blocks = nb;
+	res->bytes = (double)nb * (double)g_size;
+	res->same_cpu = -1;
+
+	(void)scan_pass(nb, SCAN_AHEAD_MAX, fetched, &faults); /* warm-up */
+	for (int d = 0; d < SCAN_DEPTHS; d++) {
+		double sec = scan_pass(nb, scan_ahead[d], fetched, &faults);
+		res->scan_seconds[d] = sec;
+		res->scan_gbps[d] = res->bytes / sec / 1e9;
+		res->scan_faults[d] = faults;
+	}
+	free(fetched);
+}
+
 /* ---- options and output ------------------------------------------------------ */
 
 static size_t parse_size(const char *s)
@@ -1193,10 +1395,17 @@ static void print_results(const struct result *r, int n)
 {
 	if (!g_json) {
 		for (int i = 0; i < n; i++) {
-			if (r[i].bw)
+			if (r[i].bw) {
 				printf(PROG ": provider=%s size=%zu test=%s gbps=%.3f\n",
 				       prov_short[g_prov], g_size, r[i].test, r[i].gbps);
-			else
+			} else if (r[i].scan) {
+				printf(PROG ": provider=%s size=%zu test=%s", prov_short[g_prov],
+				       g_size, r[i].test);
+				for (int d = 0; d < SCAN_DEPTHS; d++)
+					printf(" scan_gbps_k%d=%.3f", scan_ahead[d],
+					       r[i].scan_gbps[d]);
+				printf(" blocks=%zu\n", r[i].blocks);
+			} else
 				printf(
 				    PROG
 				    ": provider=%s size=%zu test=%s p50_us=%.1f p99_us=%.1f n=%d\n",
@@ -1217,7 +1426,17 @@ static void print_results(const struct result *r, int n)
 			printf("\"gbps\":%.4f,\"bytes\":%.0f,\"seconds\":%.6f,\"reads\":%d,"
 			       "\"inflight\":%d}",
 			       r[i].gbps, r[i].bytes, r[i].seconds, r[i].n, BW_INFLIGHT);
-		else {
+		else if (r[i].scan) {
+			for (int d = 0; d < SCAN_DEPTHS; d++)
+				printf("\"scan_gbps_k%d\":%.4f,", scan_ahead[d], r[i].scan_gbps[d]);
+			for (int d = 0; d < SCAN_DEPTHS; d++)
+				printf("\"seconds_k%d\":%.6f,", scan_ahead[d],
+				       r[i].scan_seconds[d]);
+			for (int d = 0; d < SCAN_DEPTHS; d++)
+				printf("\"faults_k%d\":%lu,", scan_ahead[d], r[i].scan_faults[d]);
+			printf("\"bytes\":%.0f,\"blocks\":%zu,\"words_per_page\":1}", r[i].bytes,
+			       r[i].blocks);
+		} else {
 			printf("\"p50_us\":%.2f,\"p99_us\":%.2f,\"min_us\":%.2f,\"mean_us\":%.2f,"
 			       "\"max_us\":%.2f,\"n\":%d",
 			       r[i].p50, r[i].p99, r[i].min, r[i].mean, r[i].max, r[i].n);
@@ -1231,7 +1450,7 @@ static void print_results(const struct result *r, int n)
 
 int main(int argc, char **argv)
 {
-	struct result res[4];
+	struct result res[5];
 	double *lat;
 
 	parse_args(argc, argv);
@@ -1251,10 +1470,11 @@ int main(int argc, char **argv)
 	test_rma(&res[1], lat);
 	test_fault(&res[2], H_REMOTE, lat);
 	test_rma_bw(&res[3]);
+	test_raw_scan(&res[4]);
 
 	fab_finish();
 	close(g_uffd);
 	free(lat);
-	print_results(res, 4);
+	print_results(res, 5);
 	return fflush(stdout) ? 1 : 0;
 }
