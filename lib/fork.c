@@ -90,6 +90,7 @@ TIERED_HIDDEN _Atomic uint64_t g_fork_children, g_fork_served, g_fork_pushed;
 static bool g_event_fork;
 static _Atomic(struct snap *) g_pending;
 static _Atomic uint64_t g_handed; /* fork events taken (and their descriptor sent) */
+static _Atomic unsigned g_discarded; /* snapshots dropped because the child's end hung up */
 static uint64_t g_handed_before;
 static int g_pending_sock_child = -1;
 static pthread_mutex_t g_child_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -289,6 +290,7 @@ void fork_parent(void)
 		if (atomic_compare_exchange_strong(&g_pending, &s, mine)) {
 			close(s->sock_parent);
 			snap_free(s);
+			ATOMIC_ADD_RELAXED(&g_discarded, 1); /* a child already gone may still have an event */
 			return;
 		}
 	}
@@ -384,12 +386,17 @@ void fork_event(int ufd)
 	struct snap *s = atomic_exchange(&g_pending, NULL);
 	if (!s) {
 		/*
-		 * A fork that ran no fork handlers (a raw clone system call): there is no
-		 * snapshot of that moment, and this may run with a region lock held, so
-		 * none is taken now.  The child gets zeros where blocks were evicted.
+		 * A child that exited before its parent's fork handler looked (its
+		 * snapshot was dropped then), or a fork that ran no fork handlers (a raw
+		 * clone system call): there is no snapshot of that moment, and this may
+		 * run with a region lock held, so none is taken now.  The child gets
+		 * zeros where blocks were evicted.
 		 */
 		static _Atomic bool warned;
-		if (!atomic_exchange(&warned, true))
+		unsigned d = ATOMIC_LOAD_RELAXED(&g_discarded);
+		while (d && !atomic_compare_exchange_weak(&g_discarded, &d, d - 1))
+			;
+		if (!d && !atomic_exchange(&warned, true))
 			tlog(LOG_ERROR, "fork without fork handlers (raw clone): evicted blocks "
 					"read as zeros in that child");
 		add_child(ufd, -1, NULL);
@@ -615,8 +622,8 @@ bool fork_serve(struct rio *io)
 		} else if (c->pushing || all) {
 			if (push_step(c, io))
 				more = true;
-			else
-				drop_child(c, true);
+			else /* "done" only if all went in: otherwise the child fails loudly */
+				drop_child(c, !c->s || c->s->left == 0);
 		}
 		c = next;
 	}
