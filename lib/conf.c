@@ -71,6 +71,9 @@ TIERED_HIDDEN const struct conf_def g_conf_defs[] = {
 	{"prefetch", CONF_INT, "4", 0, 64, NULL, CONF_RUNTIME, OFF(prefetch),
 	 "blocks fetched ahead when faults follow a sequential or strided pattern; 0 turns the "
 	 "prefetcher off"},
+	{"fork_grace_ms", CONF_INT, "20", 0, 3600000, NULL, CONF_RUNTIME, OFF(fork_grace_ms),
+	 "milliseconds a forked child borrows evicted blocks on demand before it takes all of them "
+	 "from the parent (a child that execs sooner takes none)"},
 	{"evict_batch", CONF_INT, "8", 1, 64, NULL, CONF_RUNTIME, OFF(evict_batch),
 	 "blocks written back to the remote tier together"},
 	{"lease_size", CONF_SIZE, "64M", 2 << 20, 1LL << 40, NULL, 0, OFF(lease_size),

@@ -19,7 +19,7 @@
  *     block that was remote at fork is read from its pinned slot and copied
  *     into the child; any other missing page is zeros (never touched, or
  *     given back, before the fork); a write-protected page is unprotected.
- *  4. A child that is still alive after FORK_GRACE_MS (it did not exec) asks
+ *  4. A child that is still alive after fork_grace_ms (it did not exec) asks
  *     for the rest: the fault thread copies every remaining borrowed block
  *     into it, closes its userfaultfd and says "done".  The child closes its
  *     own, the kernel unregisters its regions, and it owes the parent
@@ -57,7 +57,6 @@
 
 #include "internal.h"
 
-#define FORK_GRACE_MS 20
 #define PUSH_BATCH 8
 #define STAGE_BLOCK (2UL << 20)
 
@@ -775,7 +774,8 @@ static void *guardian_main(void *arg)
 	}
 	/* a child that execs soon needs nothing more; one that stays takes the rest */
 	struct pollfd pf = {.fd = sock, .events = POLLIN};
-	for (int ms = 0; ms < FORK_GRACE_MS && !ATOMIC_LOAD_ACQUIRE(&g_urgent); ms++)
+	int grace = CONF_LOAD(g_conf.fork_grace_ms);
+	for (int ms = 0; ms < grace && !ATOMIC_LOAD_ACQUIRE(&g_urgent); ms++)
 		if (poll(&pf, 1, 1) > 0)
 			break;
 	(void)send_msg(sock, 'P', -1, 0);

@@ -86,6 +86,7 @@ struct tiered_conf {
 	int fault_threads;		   /* userfaultfd handler threads */
 	int fault_wait;			   /* 0 poll, 1 spin */
 	int prefetch;			   /* blocks fetched ahead on a detected stride */
+	int fork_grace_ms;		   /* a forked child borrows on demand this long (fork.c) */
 	int evict_batch;		   /* blocks written back together */
 	size_t lease_size;		   /* bytes asked of the server at a time */
 	size_t spawn_capacity;		   /* capacity of a spawned tieredd */

@@ -12,7 +12,11 @@ prog=$bindir/remote_fork
 [ -x "$prog" ] || fail "$prog is not built"
 [ -x "$abs_top_builddir/server/tieredd" ] || fail "tieredd is not built"
 
+# fork_grace_ms:2000: the fork-then-exec children must exec before they ask
+# for everything even on a loaded machine; the other children ask at once
+# (remote_fork sets the tunable to 0 around them)
 conf="dram_limit:16M,cxl_node:none,policy_interval_ms:10,remote:spawn,spawn_provider:tcp"
+conf="$conf,fork_grace_ms:2000"
 preloaded "$conf" "$prog" 64 >"$tmp/out" 2>&1
 rc=$?
 cat "$tmp/out"

@@ -10,8 +10,10 @@
  * of calloc'ed buffers that stay zero, and waits until at least half of the
  * heap is on the remote tier.  Then:
  *  1. fork-then-exec, 20 times: no block is fetched back by the parent and
- *     only a few are copied into the children (they exec at once);
- *  2. a forked child checks every byte, rewrites pages, gives buffers back
+ *     only a few are copied into the children (they exec at once, well
+ *     within the fork_grace_ms that remote-fork.sh sets);
+ *  2. a forked child (fork_grace_ms 0: it takes everything at once) checks
+ *     every byte, rewrites pages, gives buffers back
  *     (free, then a purge of every arena) and checks that calloc'ed memory
  *     in their place reads as zeros; the parent checks every byte again;
  *  3. a parent that forks and calls exit(3) at once, as a daemon does: its
@@ -185,6 +187,9 @@ static int fork_exec(void)
 /* 2. a child that checks, rewrites, gives back and reuses memory */
 static int child_checks(void)
 {
+	int zero = 0; /* this child asks for everything at once: the hand-over runs too */
+	if (ctl("opt.fork_grace_ms", NULL, NULL, &zero, sizeof zero) != 0)
+		return fail("cannot set opt.fork_grace_ms");
 	pid_t pid = fork();
 	if (pid < 0)
 		return fail("fork failed");
@@ -223,6 +228,8 @@ static int child_checks(void)
 	       "in hand-overs\n",
 	       (unsigned long long)stat("remote.fork_blocks_served"),
 	       (unsigned long long)stat("remote.fork_blocks_pushed"));
+	if (stat("remote.fork_blocks_pushed") == 0)
+		return fail("the child asked for the rest at once, but nothing was handed over");
 	return check_all("parent after the child") ? 1 : 0;
 }
 
