@@ -44,6 +44,7 @@
  * the forking thread holds jemalloc's locks.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <sched.h>
@@ -92,6 +93,9 @@ static _Atomic uint64_t g_handed; /* fork events taken (and their descriptor sen
 static _Atomic unsigned g_discarded; /* snapshots dropped because the child's end hung up */
 static uint64_t g_handed_before;
 static int g_pending_sock_child = -1;
+/* the prepare handler's own duplicate of the parent's end, and the snapshot's address */
+static int g_pending_probe = -1;
+static struct snap *g_pending_snap;
 static pthread_mutex_t g_child_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct fchild *g_children;
 static _Atomic unsigned g_nchildren;
@@ -267,6 +271,8 @@ bool fork_prepare(void)
 	}
 	s->sock_parent = sv[0];
 	s->sock_child = g_pending_sock_child = sv[1];
+	g_pending_probe = fcntl(sv[0], F_DUPFD_CLOEXEC, 0);
+	g_pending_snap = s;
 	g_handed_before = ATOMIC_LOAD_ACQUIRE(&g_handed);
 	ATOMIC_STORE_RELEASE(&g_pending, s);
 	return true;
@@ -280,11 +286,19 @@ void fork_parent(void)
 	g_pending_sock_child = -1;
 	/*
 	 * Nobody holds the child's end any more: the fork failed, or the child is
-	 * already gone.  Either way nobody will borrow this snapshot.
+	 * already gone.  Either way nobody will borrow this snapshot.  The snapshot
+	 * is touched only once taken back from g_pending: a fault thread may own
+	 * it (and free it) by now.  The probe is our own duplicate of the parent's
+	 * end, which the child's record may have closed meanwhile.
 	 */
-	struct snap *s = ATOMIC_LOAD_ACQUIRE(&g_pending);
-	struct pollfd pf = {.fd = s ? s->sock_parent : -1, .events = POLLIN};
-	if (s && poll(&pf, 1, 0) == 1 && (pf.revents & POLLHUP)) {
+	struct snap *s = g_pending_snap;
+	struct pollfd pf = {.fd = g_pending_probe, .events = POLLIN};
+	bool hup = g_pending_probe >= 0 && poll(&pf, 1, 0) == 1 && (pf.revents & POLLHUP);
+	if (g_pending_probe >= 0)
+		close(g_pending_probe);
+	g_pending_probe = -1;
+	g_pending_snap = NULL;
+	if (hup) {
 		struct snap *mine = NULL;
 		if (atomic_compare_exchange_strong(&g_pending, &s, mine)) {
 			close(s->sock_parent);
@@ -808,6 +822,11 @@ void fork_child(void)
 {
 	struct snap *s = atomic_exchange(&g_pending, NULL);
 	g_pending_sock_child = -1;
+	/* our copy of the parent's end would keep our own socket from ever hanging up */
+	if (g_pending_probe >= 0)
+		close(g_pending_probe);
+	g_pending_probe = -1;
+	g_pending_snap = NULL;
 	/* the parent's other children are not ours: drop our copies of their descriptors */
 	for (struct fchild *c = g_children, *next; c; c = next) {
 		next = c->next;
