@@ -54,6 +54,22 @@ bench_fault_bench_LDADD = libtiered.la
 EXTRA_DIST += bench/run-fault.sh
 CLEANFILES += bench/fault-results.md
 
+# kv_bench: a key-value working set 4x the DRAM budget, Zipf requests and a
+# phase change (see "Key-value working set" in bench/README.md).  Not run by
+# `make bench` (each configuration takes a minute, and the swap baseline needs
+# root); run it by hand:
+#
+#   make bench/kv_bench libtiered_preload.la server/tieredd
+#   bash SRC/bench/run-kv.sh -t 20 BUILD
+noinst_PROGRAMS += bench/kv_bench
+bench_kv_bench_SOURCES = bench/kv_bench.c
+bench_kv_bench_CFLAGS = -std=gnu11 $(WARN_CFLAGS)
+bench_kv_bench_LDFLAGS =
+bench_kv_bench_LDADD = -lpthread -lm -ldl
+
+EXTRA_DIST += bench/run-kv.sh
+CLEANFILES += bench/kv-results.md bench/kv-series.tsv bench/kv-series.json bench/kv-series.png
+
 .PHONY: bench
 bench: bench/alloc_bench$(EXEEXT) bench/raw_limit$(EXEEXT) bench/fault_bench$(EXEEXT) \
 	libtiered_preload.la server/tieredd$(EXEEXT)
