@@ -155,63 +155,84 @@ static struct snap *snap_alloc(size_t nreg, size_t nblk)
 }
 
 /*
+ * each_region -- fn(r, arg) for every region of every live arena, with the
+ * arena's lock held (fn takes the region's own lock if it needs it); stops
+ * when fn returns false.
+ */
+static void each_region(bool (*fn)(struct tiered_region *r, void *arg), void *arg)
+{
+	bool go = true;
+	for (unsigned k = 0; k < TIERED_MAX_ARENAS && go; k++) {
+		struct tiered_arena *a = &g_arenas[k];
+		if (!ATOMIC_LOAD_ACQUIRE(&a->live))
+			continue;
+		pthread_mutex_lock(&a->lock);
+		for (struct tiered_region *r = a->regions; r && go; r = r->next)
+			go = fn(r, arg);
+		pthread_mutex_unlock(&a->lock);
+	}
+}
+
+struct snap_fill {
+	size_t nreg, nblk;
+	struct snap *s;
+	uint32_t *slots;
+	bool ok;
+};
+
+/* count_registered -- regions registered with the userfaultfd, and their blocks */
+static bool count_registered(struct tiered_region *r, void *arg)
+{
+	struct snap_fill *f = arg;
+	if (ATOMIC_LOAD_ACQUIRE(&r->uffd))
+		f->nreg++, f->nblk += r->nblocks;
+	return true;
+}
+
+/* fill_registered -- one registered region's remote slots, pinned */
+static bool fill_registered(struct tiered_region *r, void *arg)
+{
+	struct snap_fill *f = arg;
+	struct snap *s = f->s;
+	if (!ATOMIC_LOAD_ACQUIRE(&r->uffd) || s->nreg == f->nreg)
+		return true; /* registered since the count (not while the pass lock is held) */
+	struct snap_reg *g = &s->reg[s->nreg++];
+	*g = (struct snap_reg){r->base, r->nblocks, r->block_shift, f->slots};
+	f->slots += r->nblocks;
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < r->nblocks && f->ok; i++) {
+		struct tiered_block *b = &r->blocks[i];
+		if (b->tier != BLK_REMOTE || !b->slot)
+			continue;
+		if (remote_slot_pin(b->slot) < 0) {
+			f->ok = false;
+			break;
+		}
+		g->slot[i] = b->slot;
+		s->left++;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return f->ok;
+}
+
+/*
  * snap_build -- the slots of every remote block of every registered region,
  * pinned.  *any: some region is registered.  NULL with *any: out of memory.
  */
 static struct snap *snap_build(bool *any)
 {
-	size_t nreg = 0, nblk = 0;
-	*any = false;
-	for (unsigned k = 0; k < TIERED_MAX_ARENAS; k++) {
-		struct tiered_arena *a = &g_arenas[k];
-		if (!ATOMIC_LOAD_ACQUIRE(&a->live))
-			continue;
-		pthread_mutex_lock(&a->lock);
-		for (struct tiered_region *r = a->regions; r; r = r->next)
-			if (ATOMIC_LOAD_ACQUIRE(&r->uffd))
-				nreg++, nblk += r->nblocks;
-		pthread_mutex_unlock(&a->lock);
-	}
-	if (nreg == 0)
+	struct snap_fill f = {.ok = true};
+	each_region(count_registered, &f);
+	*any = f.nreg > 0;
+	if (f.nreg == 0 || !(f.s = snap_alloc(f.nreg, f.nblk)))
 		return NULL;
-	*any = true;
-	struct snap *s = snap_alloc(nreg, nblk);
-	if (!s)
-		return NULL;
-	uint32_t *slots = (uint32_t *)(s->reg + nreg);
-	bool ok = true;
-	for (unsigned k = 0; k < TIERED_MAX_ARENAS && ok; k++) {
-		struct tiered_arena *a = &g_arenas[k];
-		if (!ATOMIC_LOAD_ACQUIRE(&a->live))
-			continue;
-		pthread_mutex_lock(&a->lock);
-		for (struct tiered_region *r = a->regions; r && ok; r = r->next) {
-			if (!ATOMIC_LOAD_ACQUIRE(&r->uffd) || s->nreg == nreg)
-				continue;
-			struct snap_reg *g = &s->reg[s->nreg++];
-			*g = (struct snap_reg){r->base, r->nblocks, r->block_shift, slots};
-			slots += r->nblocks;
-			pthread_mutex_lock(&r->lock);
-			for (size_t i = 0; i < r->nblocks && ok; i++) {
-				struct tiered_block *b = &r->blocks[i];
-				if (b->tier != BLK_REMOTE || !b->slot)
-					continue;
-				if (remote_slot_pin(b->slot) < 0) {
-					ok = false;
-					break;
-				}
-				g->slot[i] = b->slot;
-				s->left++;
-			}
-			pthread_mutex_unlock(&r->lock);
-		}
-		pthread_mutex_unlock(&a->lock);
-	}
-	if (!ok) {
-		snap_free(s);
+	f.slots = (uint32_t *)(f.s->reg + f.nreg);
+	each_region(fill_registered, &f);
+	if (!f.ok) {
+		snap_free(f.s);
 		return NULL;
 	}
-	return s;
+	return f.s;
 }
 
 /* snap_copy -- a child's snapshot as it stands, for a grandchild (pins again) */
@@ -678,31 +699,33 @@ void fork_at_exit(void)
 
 /* ---- the child's side -------------------------------------------------------------- */
 
-/* independent -- the parent handed everything over: the blocks are ours now */
-static void independent(void)
+/* borrow_region -- in a new child: a region that was registered borrows from the parent */
+static bool borrow_region(struct tiered_region *r, void *arg)
 {
-	for (unsigned k = 0; k < TIERED_MAX_ARENAS; k++) {
-		struct tiered_arena *a = &g_arenas[k];
-		if (!ATOMIC_LOAD_ACQUIRE(&a->live))
-			continue;
-		pthread_mutex_lock(&a->lock);
-		for (struct tiered_region *r = a->regions; r; r = r->next) {
-			if (!ATOMIC_LOAD_RELAXED(&r->borrowed))
-				continue;
-			pthread_mutex_lock(&r->lock);
-			for (size_t i = 0; i < r->nblocks; i++) {
-				struct tiered_block *b = &r->blocks[i];
-				if (b->tier == BLK_REMOTE || b->tier == BLK_ZERO) {
-					block_set_tier_locked(r, i, BLK_DRAM);
-					b->slot = 0;
-					b->state = 0;
-				}
-			}
-			ATOMIC_STORE_RELEASE(&r->borrowed, false);
-			pthread_mutex_unlock(&r->lock);
+	(void)arg;
+	if (ATOMIC_LOAD_RELAXED(&r->uffd))
+		ATOMIC_STORE_RELAXED(&r->borrowed, true);
+	return true;
+}
+
+/* own_region -- a borrowed region's remote blocks are local now (the parent handed them over) */
+static bool own_region(struct tiered_region *r, void *arg)
+{
+	(void)arg;
+	if (!ATOMIC_LOAD_RELAXED(&r->borrowed))
+		return true;
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < r->nblocks; i++) {
+		struct tiered_block *b = &r->blocks[i];
+		if (b->tier == BLK_REMOTE || b->tier == BLK_ZERO) {
+			block_set_tier_locked(r, i, BLK_DRAM);
+			b->slot = 0;
+			b->state = 0;
 		}
-		pthread_mutex_unlock(&a->lock);
 	}
+	ATOMIC_STORE_RELEASE(&r->borrowed, false);
+	pthread_mutex_unlock(&r->lock);
+	return true;
 }
 
 /* orphan -- the parent died before handing everything over: serve ourselves */
@@ -747,24 +770,17 @@ static void orphan(int ufd)
 	}
 }
 
-/* unreachable_blocks -- no access to the blocks that only the parent had */
-static void unreachable_blocks(void)
+/* lock_out_region -- no access to a borrowed region's blocks that only the parent had */
+static bool lock_out_region(struct tiered_region *r, void *arg)
 {
-	for (unsigned k = 0; k < TIERED_MAX_ARENAS; k++) {
-		struct tiered_arena *a = &g_arenas[k];
-		if (!ATOMIC_LOAD_ACQUIRE(&a->live))
-			continue;
-		pthread_mutex_lock(&a->lock);
-		for (struct tiered_region *r = a->regions; r; r = r->next) {
-			pthread_mutex_lock(&r->lock);
-			for (size_t i = 0; ATOMIC_LOAD_RELAXED(&r->borrowed) && i < r->nblocks; i++)
-				if (r->blocks[i].tier == BLK_REMOTE)
-					(void)mprotect((void *)block_addr(r, i),
-						       (size_t)1 << r->block_shift, PROT_NONE);
-			pthread_mutex_unlock(&r->lock);
-		}
-		pthread_mutex_unlock(&a->lock);
-	}
+	(void)arg;
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; ATOMIC_LOAD_RELAXED(&r->borrowed) && i < r->nblocks; i++)
+		if (r->blocks[i].tier == BLK_REMOTE)
+			(void)mprotect((void *)block_addr(r, i), (size_t)1 << r->block_shift,
+				       PROT_NONE);
+	pthread_mutex_unlock(&r->lock);
+	return true;
 }
 
 static void *guardian_main(void *arg)
@@ -782,7 +798,7 @@ static void *guardian_main(void *arg)
 		 */
 		tlog(LOG_ERROR, "fork: the parent died before handing this child its evicted "
 				"blocks; an access to one of them ends this process (SIGSEGV)");
-		unreachable_blocks();
+		each_region(lock_out_region, NULL);
 		ATOMIC_STORE_RELEASE(&g_dep, DEP_NONE);
 		return NULL;
 	}
@@ -798,7 +814,7 @@ static void *guardian_main(void *arg)
 		if (rc == -EINTR)
 			continue;
 		if (rc == 1 && what == 'D') {
-			independent();
+			each_region(own_region, NULL);
 			close(ufd); /* the last reference: the kernel unregisters our regions */
 			close(sock);
 			ATOMIC_STORE_RELEASE(&g_dep, DEP_NONE);
@@ -849,10 +865,7 @@ void fork_child(void)
 	close(s->sock_parent);
 	g_guard_sock = s->sock_child;
 	munmap(s, s->map_len); /* our copy; the parent's holds the pins */
-	for (unsigned k = 0; k < TIERED_MAX_ARENAS; k++)
-		for (struct tiered_region *r = g_arenas[k].regions; r; r = r->next)
-			if (ATOMIC_LOAD_RELAXED(&r->uffd))
-				ATOMIC_STORE_RELAXED(&r->borrowed, true);
+	each_region(borrow_region, NULL);
 	ATOMIC_STORE_RELEASE(&g_dep, DEP_BORROWING);
 	if (runtime_thread_start(guardian_main, NULL, "tiered-borrow") != 0) {
 		/* regions stay marked borrowed: pages given back are still mapped afresh */
