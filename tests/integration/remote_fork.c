@@ -5,6 +5,8 @@
  *
  *   remote_fork MIB                  the checks below, in order
  *   remote_fork MIB daemon|orphan    (3 and 4 run the program again so)
+ *   remote_fork MIB paged            without CAP_SYS_PTRACE: fork pages
+ *                                    every block in; the child checks all
  *
  * It fills MIB MiB of 1 MiB buffers with a checksummable pattern and 8 MiB
  * of calloc'ed buffers that stay zero, and waits until at least half of the
@@ -254,6 +256,33 @@ static int leave_child(bool die)
 	exit(0); /* exit(3): the library hands the rest over before the process goes */
 }
 
+/*
+ * paged -- without CAP_SYS_PTRACE the library cannot follow fork: the fork
+ * handler pages every remote block back in first, and the child borrows
+ * nothing.  The child still sees every byte.
+ */
+static int paged(void)
+{
+	uint64_t fetched0 = stat("stats.remote.fetched_bytes");
+	uint64_t remote = stat("stats.remote.resident_bytes");
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(check_all("child of a paged-in fork") ? 1 : 0);
+	int st;
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st))
+		return fail("the child of a paged-in fork saw wrong bytes");
+	uint64_t fetched = stat("stats.remote.fetched_bytes") - fetched0;
+	printf("remote_fork: paged: %llu MiB remote before the fork, %llu MiB fetched back for it, "
+	       "%llu children borrowed\n",
+	       (unsigned long long)(remote >> 20), (unsigned long long)(fetched >> 20),
+	       (unsigned long long)stat("remote.fork_children"));
+	if (stat("remote.fork_children") != 0)
+		return fail("a child borrowed although the library cannot follow fork");
+	if (fetched < remote)
+		return fail("the fork handler did not bring every remote block back");
+	return check_all("parent after a paged-in fork") ? 1 : 0;
+}
+
 /* run_parent -- this program as a parent that leaves its child: the child's status */
 static int run_parent(const char *self, const char *mib, const char *mode)
 {
@@ -281,6 +310,8 @@ int main(int argc, char **argv)
 		return fail("usage: remote_fork MIB [daemon|orphan]");
 	if (setup(strtoul(argv[1], NULL, 10)))
 		return 1;
+	if (argc > 2 && strcmp(argv[2], "paged") == 0)
+		return paged();
 	if (argc > 2)
 		return leave_child(strcmp(argv[2], "orphan") == 0);
 	if (fork_exec() || child_checks())
