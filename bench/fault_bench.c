@@ -26,14 +26,9 @@
 
 #include <tiered.h>
 
-#define WARMUP 5 /* untimed random touches before the timed ones */
+#include "bench.h"
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#define WARMUP 5 /* untimed random touches before the timed ones */
 
 static uint64_t stat(unsigned id, const char *field)
 {
@@ -63,21 +58,6 @@ static int cmp_d(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
 	return x < y ? -1 : x > y;
-}
-
-static size_t parse_size(const char *s)
-{
-	char *e;
-	unsigned long long v = strtoull(s, &e, 10);
-	if (*e == 'K' || *e == 'k')
-		v <<= 10;
-	else if (*e == 'M' || *e == 'm')
-		v <<= 20;
-	else if (*e == 'G' || *e == 'g')
-		v <<= 30;
-	else if (*e)
-		return 0;
-	return (size_t)v;
 }
 
 int main(int argc, char **argv)

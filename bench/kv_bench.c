@@ -43,6 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+
 #define ITEM 1024
 #define WORDS (ITEM / 8)
 #define NLOCKS 4096
@@ -57,13 +59,6 @@ static pthread_mutex_t *locks;
 static int nthreads = 1, seconds = 60, half, put_every = 16;
 static double zipf_s = 0.99, t_start;
 static volatile int bad_found;
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void *map(size_t bytes)
 {
@@ -293,21 +288,6 @@ static double oracle(const uint32_t *c1, const uint32_t *c2, size_t budget, unsi
 	munmap(o_count, cap * sizeof *o_count);
 	munmap(bid, cap * sizeof *bid);
 	return total ? (double)hit / (double)total : 0;
-}
-
-static size_t parse_size(const char *s)
-{
-	char *e;
-	unsigned long long v = strtoull(s, &e, 10);
-	if (*e == 'K' || *e == 'k')
-		v <<= 10;
-	else if (*e == 'M' || *e == 'm')
-		v <<= 20;
-	else if (*e == 'G' || *e == 'g')
-		v <<= 30;
-	else if (*e)
-		return 0;
-	return (size_t)v;
 }
 
 struct sample {

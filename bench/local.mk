@@ -46,7 +46,7 @@ RAW_FLAGS =
 # fault_bench: libtiered's own fault latency and scan bandwidth on evicted
 # memory, run by bench/run-fault.sh beside raw_limit in the same minutes.
 noinst_PROGRAMS += bench/fault_bench
-bench_fault_bench_SOURCES = bench/fault_bench.c
+bench_fault_bench_SOURCES = bench/fault_bench.c bench/bench.h
 bench_fault_bench_CFLAGS = -std=gnu11 $(WARN_CFLAGS)
 bench_fault_bench_LDFLAGS =
 bench_fault_bench_LDADD = libtiered.la
@@ -62,7 +62,7 @@ CLEANFILES += bench/fault-results.md
 #   make bench/kv_bench libtiered_preload.la server/tieredd
 #   bash SRC/bench/run-kv.sh -t 20 BUILD
 noinst_PROGRAMS += bench/kv_bench
-bench_kv_bench_SOURCES = bench/kv_bench.c
+bench_kv_bench_SOURCES = bench/kv_bench.c bench/bench.h
 bench_kv_bench_CFLAGS = -std=gnu11 $(WARN_CFLAGS)
 bench_kv_bench_LDFLAGS =
 bench_kv_bench_LDADD = -lpthread -lm -ldl
