@@ -658,7 +658,8 @@ static void *fault_main(void *arg)
 			willneed_run(&fc);
 			busy = true;
 		}
-		if (first) {
+		/* forked children: only when there are some (the kick comes after one is added) */
+		if (first && fork_has_children()) {
 			(void)!read(g_kickfd, &v, sizeof v);
 			if (fork_serve(fc.io))
 				busy = true;
