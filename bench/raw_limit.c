@@ -961,6 +961,21 @@ static void scan_serve(struct handler *h, size_t idx)
 	}
 }
 
+static void *handler_main(void *arg);
+
+/* handler_start -- the handler thread for h, with its stop eventfd */
+static void handler_start(struct handler *h)
+{
+	h->stopfd = eventfd(0, EFD_CLOEXEC);
+	if (h->stopfd < 0)
+		die("eventfd: %s", strerror(errno));
+	atomic_init(&h->cpu, -1);
+	atomic_init(&h->faults, 0);
+	int rc = pthread_create(&h->thread, NULL, handler_main, h);
+	if (rc)
+		die("pthread_create: %s", strerror(rc));
+}
+
 static void *handler_main(void *arg)
 {
 	struct handler *h = arg;
@@ -1065,14 +1080,7 @@ static void test_fault(struct result *res, enum hmode mode, double *lat)
 		h.src = src;
 	}
 	region_open(&reg, (size_t)total);
-	h.stopfd = eventfd(0, EFD_CLOEXEC);
-	if (h.stopfd < 0)
-		die("eventfd: %s", strerror(errno));
-	atomic_init(&h.cpu, -1);
-	atomic_init(&h.faults, 0);
-	int rc = pthread_create(&h.thread, NULL, handler_main, &h);
-	if (rc)
-		die("pthread_create: %s", strerror(rc));
+	handler_start(&h);
 
 	for (int i = 0; i < total; i++) {
 		char *blk = reg.base + (size_t)i * g_size;
@@ -1205,14 +1213,7 @@ static double scan_pass(size_t nb, int ahead, bool *fetched, unsigned long *faul
 
 	memset(fetched, 0, nb * sizeof(*fetched));
 	region_open(&reg, nb);
-	h.stopfd = eventfd(0, EFD_CLOEXEC);
-	if (h.stopfd < 0)
-		die("eventfd: %s", strerror(errno));
-	atomic_init(&h.cpu, -1);
-	atomic_init(&h.faults, 0);
-	int rc = pthread_create(&h.thread, NULL, handler_main, &h);
-	if (rc)
-		die("pthread_create: %s", strerror(rc));
+	handler_start(&h);
 
 	double t0 = now_s();
 	for (size_t b = 0; b < nb; b++) {
