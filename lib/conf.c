@@ -46,6 +46,20 @@ TIERED_HIDDEN const struct conf_def g_conf_defs[] = {
 	 OFF(dram_low_watermark),
 	 "demotion stops when DRAM use plus one block is this percentage of dram_limit (at most "
 	 "dram_high_watermark)"},
+	{"heat_halflife_ms", CONF_INT, "2000", 10, 3600000, NULL, CONF_RUNTIME,
+	 OFF(heat_halflife_ms),
+	 "a block's heat (its accesses seen through faults) halves every this many milliseconds; "
+	 "shorter follows a moving hot set sooner, longer tells warm from cold better"},
+	{"promote_heat", CONF_INT, "4", 0, 64, NULL, CONF_RUNTIME, OFF(promote_heat),
+	 "accesses (decayed) that make a CXL block hot enough to promote to DRAM, and a block "
+	 "fetched from the remote tier hot enough to go to DRAM rather than CXL; 0: by hints only"},
+	{"admit_wait_ms", CONF_INT, "100", 0, 10000, NULL, CONF_RUNTIME, OFF(admit_wait_ms),
+	 "longest a fault on an evicted block waits for an eviction to make room under the "
+	 "budget before it brings the block back over the budget; 0 never waits"},
+	{"heat_probe_rate", CONF_INT, "2048", 0, 1000000, NULL, CONF_RUNTIME, OFF(heat_probe_rate),
+	 "local blocks per second the placement thread write-protects again, in turn, so that "
+	 "their next write is seen as an access (only where blocks have gone remote, which "
+	 "registers the heap with userfaultfd); 0 turns the probe off"},
 	{"narenas", CONF_INT, "0", 0, TIERED_MAX_JE_ARENAS, NULL, 0, OFF(narenas),
 	 "jemalloc arenas behind the default arena; 0 means one per CPU (at most 64)"},
 	{"policy_interval_ms", CONF_INT, "100", 1, 60000, NULL, CONF_RUNTIME,

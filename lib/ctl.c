@@ -56,7 +56,7 @@ static int ctl_tier_field(const char *name, const char *rest, struct tiered_aren
 				 "limit_bytes, allocations, demotions, promotions, demoted_bytes or "
 				 "promoted_bytes (remote: resident_bytes, peak_bytes, zero_bytes, "
 				 "evictions, evicted_bytes, clean_drops, zero_evictions, evict_aborts, "
-				 "fetches, fetched_bytes or prefetches)",
+				 "fetches, fetched_bytes, prefetches, admit_waits or admit_overruns)",
 				 name, dot + 1);
 	return out_value(name, oldp, oldlenp, &v, sizeof v);
 }
@@ -217,7 +217,13 @@ TIERED_EXPORT int tiered_ctl(const char *name, void *oldp, size_t *oldlenp, cons
 		_Atomic uint64_t *v;
 	} fork_counts[] = {{"remote.fork_children", &g_fork_children},
 			   {"remote.fork_blocks_served", &g_fork_served},
-			   {"remote.fork_blocks_pushed", &g_fork_pushed}};
+			   {"remote.fork_blocks_pushed", &g_fork_pushed},
+			   {"policy.passes", &g_passes},
+			   {"policy.cpu_ns", &g_policy_cpu_ns},
+			   {"policy.heat.events", &g_heat_events},
+			   {"policy.heat.probes", &g_heat_probes},
+			   {"policy.heat.probe_hits", &g_heat_probe_hits},
+			   {"policy.heat.probe_cpu_ns", &g_heat_probe_ns}};
 	for (size_t k = 0; k < sizeof fork_counts / sizeof fork_counts[0]; k++)
 		if (strcmp(name, fork_counts[k].name) == 0) {
 			if (newp)
@@ -225,6 +231,12 @@ TIERED_EXPORT int tiered_ctl(const char *name, void *oldp, size_t *oldlenp, cons
 			uint64_t v = ATOMIC_LOAD_RELAXED(fork_counts[k].v);
 			return out_value(name, oldp, oldlenp, &v, sizeof v);
 		}
+	if (strcmp(name, "policy.heat.tracker") == 0) {
+		if (newp)
+			return set_error(-EPERM, "%s: read-only", name);
+		const char *t = stats_heat_tracker();
+		return out_value(name, oldp, oldlenp, &t, sizeof t);
+	}
 	if (strcmp(name, "policy.run") == 0) {
 		uint64_t moved = (uint64_t)tierd_pass_all();
 		return oldp || oldlenp ? out_value(name, oldp, oldlenp, &moved, sizeof moved) : 0;
@@ -233,6 +245,8 @@ TIERED_EXPORT int tiered_ctl(const char *name, void *oldp, size_t *oldlenp, cons
 			 "%s: unknown name: expected version, opt.<key>, stats.<tier>.<field>, "
 			 "arena.<id>.<tier>.<field>, arenas.count, tier.cxl.node, remote.state, "
 			 "remote.spawned_pid, remote.fork_children, remote.fork_blocks_served, "
-			 "remote.fork_blocks_pushed or policy.run",
+			 "remote.fork_blocks_pushed, policy.passes, policy.cpu_ns, policy.heat.tracker, "
+			 "policy.heat.events, policy.heat.probes, policy.heat.probe_hits, "
+			 "policy.heat.probe_cpu_ns or policy.run",
 			 name);
 }

@@ -111,7 +111,8 @@ static bool finish_locked(struct ev *e, bool ok)
 	if (!ok || (b->state & BLK_S_ABORT)) {
 		if (b->state & BLK_S_ABORT)
 			ATOMIC_ADD_RELAXED(&a->evict_aborts, 1);
-		b->state &= (uint8_t) ~(BLK_S_EVICTING | BLK_S_ABORT | BLK_S_WP | BLK_S_CLEAN);
+		b->state &= (uint8_t) ~(BLK_S_EVICTING | BLK_S_ABORT | BLK_S_WP | BLK_S_CLEAN |
+					BLK_S_PROBE);
 		(void)fault_wp(base, bs, false); /* wakes writers held by the protection */
 		if (e->fresh_slot) {
 			remote_slot_free(e->slot, bs);
@@ -210,6 +211,7 @@ static long batch(struct evict_cand *c, size_t n, bool *full)
 			gone++;
 		}
 	}
+	tierd_room(); /* faults waiting for room under the budget look again */
 	return gone;
 }
 

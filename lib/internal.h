@@ -75,6 +75,10 @@ struct tiered_conf {
 	size_t block_size;	   /* power of two, 4 KiB .. 2 MiB */
 	int dram_high_watermark;   /* percent of dram_limit that starts demotion */
 	int dram_low_watermark;	   /* percent of dram_limit demotion aims for */
+	int heat_halflife_ms;	   /* heat halves in this time */
+	int promote_heat;	   /* accesses that make a CXL block worth promoting; 0 hints only */
+	int admit_wait_ms;	   /* a fetch over budget waits this long for room (tierd.c) */
+	int heat_probe_rate;	   /* local blocks write-protected per second to see writes */
 	int narenas;		   /* jemalloc arenas of the default arena, 0 = CPUs */
 	int policy_interval_ms;	   /* policy thread period */
 	int log_level;		   /* enum log_level */
@@ -171,6 +175,7 @@ static inline bool blk_local(int tier)
 #define BLK_S_EVICTING 0x04 /* being written back; a write or page-in sets ABORT */
 #define BLK_S_ABORT 0x08    /* the eviction in progress must not drop the pages */
 #define BLK_S_FETCHING 0x10 /* being read back by a fault thread */
+#define BLK_S_PROBE 0x20    /* write-protected by the heat probe (tierd.c): a write is an access */
 
 /* One descriptor per block; guarded by its region's lock. */
 struct tiered_block {
@@ -181,6 +186,8 @@ struct tiered_block {
 	uint8_t state;	/* BLK_S_* */
 	uint8_t pad;
 	uint32_t slot;	/* remote slot + 1 (lib/remote.c), 0: none */
+	uint16_t heat;	    /* access heat at heat_tick (policy.c: policy_heat_now) */
+	uint16_t heat_tick; /* g_heat_tick when heat was last updated */
 };
 
 struct tiered_arena;
@@ -274,6 +281,9 @@ struct tiered_arena {
 	_Atomic uint64_t fetches, fetched_bytes;   /* blocks read back on a fault */
 	_Atomic uint64_t prefetches;		   /* of which fetched ahead of a fault */
 	_Atomic uint64_t evict_aborts;		   /* written during write-back: kept */
+	_Atomic uint64_t admit_waits;		   /* fetches that waited for room under the budget */
+	_Atomic uint64_t admit_overruns;	   /* ... and came back over it after admit_wait_ms */
+	size_t probe_pos;		   /* heat probe cursor: block ordinal (placement thread) */
 	_Atomic uint32_t epoch;	      /* allocation age clock */
 	_Atomic bool over_budget_warned;
 	_Atomic bool over_budget;     /* set by hooks, cleared by the policy pass */
@@ -314,24 +324,64 @@ struct policy_budget {
 	int high_watermark_pct; /* demotion starts above this % of dram_limit */
 	int low_watermark_pct;	/* ... and stops at this % */
 };
+/*
+ * Heat: a per-block count of observed accesses (faults the library takes:
+ * fetches, write-protect faults, zero fills of evicted blocks), HEAT_EVENT
+ * per access, saturating at HEAT_MAX, halved every heat_halflife_ms (one
+ * tick of g_heat_tick).  Decay is applied when a block is read or updated,
+ * so no pass over the descriptors is needed.
+ */
+#define HEAT_EVENT 1024u
+#define HEAT_MAX 0xFFFFu
+extern TIERED_HIDDEN _Atomic uint32_t g_heat_tick;
+/* heat stored at tick `then`, seen at tick `now` */
+TIERED_HIDDEN uint16_t policy_heat_now(uint16_t heat, uint16_t then, uint16_t now);
+/* heat plus events accesses, saturating */
+TIERED_HIDDEN uint16_t policy_heat_add(uint16_t heat, unsigned events);
+static inline uint16_t block_heat(const struct tiered_block *b)
+{
+	return policy_heat_now(b->heat, b->heat_tick, (uint16_t)ATOMIC_LOAD_RELAXED(&g_heat_tick));
+}
+/* Count events accesses to block b (region lock held). */
+static inline void block_heat_event(struct tiered_block *b, unsigned events)
+{
+	uint16_t t = (uint16_t)ATOMIC_LOAD_RELAXED(&g_heat_tick);
+	b->heat = policy_heat_add(policy_heat_now(b->heat, b->heat_tick, t), events);
+	b->heat_tick = t;
+}
 /* A snapshot of an arena's budgets and use (lib/arena.c). */
 TIERED_HIDDEN struct policy_budget arena_budget(struct tiered_arena *a);
 /* Tier for a new block of bytes. */
 TIERED_HIDDEN int policy_place_new(const struct policy_budget *b, uint64_t bytes);
+/*
+ * May a block of bytes come back from the remote tier now (admission)?
+ * Only if it fits under the DRAM limit, or under the CXL limit when there
+ * is a CXL tier; otherwise the fault waits for an eviction (lib/tierd.c).
+ */
+TIERED_HIDDEN bool policy_admit(const struct policy_budget *b, uint64_t bytes);
+/* Tier for a block fetched back: DRAM when it is hot (heat at least promote_heat) and fits. */
+TIERED_HIDDEN int policy_place_fetched(const struct policy_budget *b, uint64_t bytes, uint16_t heat,
+				       uint16_t promote_heat);
 /* Has DRAM no room for one more block under the high watermark (work for the thread)? */
 TIERED_HIDDEN bool policy_over_high(const struct policy_budget *b);
 /* Bytes to demote now to bring DRAM to its low watermark (0: none). */
 TIERED_HIDDEN uint64_t policy_demote_goal(const struct policy_budget *b);
 /* May this block be demoted, and how cold is it (higher = colder = first). */
-struct policy_block { uint8_t tier, hint, state; uint32_t used, birth; };
+struct policy_block { uint8_t tier, hint, state; uint32_t used, birth; uint16_t heat; };
 TIERED_HIDDEN bool policy_demotable(const struct policy_block *blk);
 TIERED_HIDDEN uint64_t policy_coldness(const struct policy_block *blk, uint32_t now);
 /* Bytes to evict to the remote tier from the lowest local tier (CXL if any, else DRAM). */
 TIERED_HIDDEN uint64_t policy_evict_goal(const struct policy_budget *b);
 /* May this block be evicted from tier victim? */
 TIERED_HIDDEN bool policy_evictable(const struct policy_block *blk, int victim);
-/* Should a CXL block be promoted (hint HOT/PIN/WILLNEED) given room on DRAM. */
-TIERED_HIDDEN bool policy_promotable(const struct policy_budget *b, const struct policy_block *blk);
+/*
+ * Should a CXL block be promoted: a HOT/PIN hint (WILLNEED: once) with room
+ * on DRAM, or heat of at least promote_heat that exceeds the coldest DRAM
+ * block's (dram_floor) by a quarter of promote_heat (hysteresis: equals do not
+ * trade places).  promote_heat 0: by hints only.
+ */
+TIERED_HIDDEN bool policy_promotable(const struct policy_budget *b, const struct policy_block *blk,
+				     uint16_t promote_heat, uint16_t dram_floor);
 
 /* ==== lib/tierd.c: the policy thread ======================================= */
 TIERED_HIDDEN void tierd_kick(void);	     /* wake it (over budget, new hint) */
@@ -343,7 +393,14 @@ TIERED_HIDDEN void tierd_lock_passes(void);
 TIERED_HIDDEN void tierd_unlock_passes(void);
 TIERED_HIDDEN void tierd_postfork_parent(void);
 TIERED_HIDDEN void tierd_restart_if_forked(void);
-extern TIERED_HIDDEN _Atomic uint64_t g_passes, g_busy_pages;
+extern TIERED_HIDDEN _Atomic uint64_t g_passes, g_busy_pages, g_policy_cpu_ns;
+/* heat tracking: blocks probed, probes that saw a write, faults counted as accesses */
+extern TIERED_HIDDEN _Atomic uint64_t g_heat_probes, g_heat_probe_hits, g_heat_events,
+	g_heat_probe_ns;
+/* Admission (fault threads): wait up to admit_wait_ms for room for bytes; true if it waited. */
+TIERED_HIDDEN bool tierd_wait_room(struct tiered_arena *a, uint64_t bytes);
+/* An eviction batch ended: wake the faults waiting for room. */
+TIERED_HIDDEN void tierd_room(void);
 /* One pass over every arena: promotions, then demotions. Returns blocks moved. */
 TIERED_HIDDEN long tierd_pass_all(void);
 /* Apply an advice to [addr, addr+len); the caller checked the range. */
@@ -475,6 +532,8 @@ extern TIERED_HIDDEN int g_stats_fd;
 TIERED_HIDDEN void stats_at_exit(void);
 TIERED_HIDDEN int stats_field(const struct tiered_arena *a, int tier, const char *field, uint64_t *out);
 TIERED_HIDDEN int stats_total(int tier, const char *field, uint64_t *out);
+/* The heat tracker in use: "none", "faults" or "faults+wp-probe". */
+TIERED_HIDDEN const char *stats_heat_tracker(void);
 
 /* ==== lib/runtime.c: process-wide state ==================================== */
 /* Ensure the runtime is initialised; returns 0 or a negative errno. */

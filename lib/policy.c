@@ -18,6 +18,43 @@ int policy_place_new(const struct policy_budget *b, uint64_t bytes)
 	return BLK_DRAM; /* over budget everywhere: keep it local, never fail */
 }
 
+/* policy_heat_now -- heat halves at every tick; ticks wrap at 2^16 */
+uint16_t policy_heat_now(uint16_t heat, uint16_t then, uint16_t now)
+{
+	uint16_t ticks = (uint16_t)(now - then);
+	return ticks >= 16 ? 0 : (uint16_t)(heat >> ticks);
+}
+
+uint16_t policy_heat_add(uint16_t heat, unsigned events)
+{
+	uint32_t h = (uint32_t)heat + (events > 64 ? 64 : events) * HEAT_EVENT;
+	return (uint16_t)(h > HEAT_MAX ? HEAT_MAX : h);
+}
+
+/* policy_admit -- room for a fetched block of bytes under a limit */
+bool policy_admit(const struct policy_budget *b, uint64_t bytes)
+{
+	if (b->dram_limit == 0 || b->dram_used + bytes <= b->dram_limit)
+		return true;
+	return b->has_cxl && (b->cxl_limit == 0 || b->cxl_used + bytes <= b->cxl_limit);
+}
+
+/*
+ * policy_place_fetched -- a block read back from the remote tier goes where a
+ * new one would, except that with a CXL tier a cold block (heat under
+ * promote_heat: it came back once, it may not stay hot) goes to CXL while
+ * CXL has room, keeping DRAM for blocks that proved hot.
+ */
+int policy_place_fetched(const struct policy_budget *b, uint64_t bytes, uint16_t heat,
+			 uint16_t promote_heat)
+{
+	int t = policy_place_new(b, bytes);
+	if (t == BLK_DRAM && b->has_cxl && promote_heat && heat < promote_heat &&
+	    (b->cxl_limit == 0 || b->cxl_used + bytes <= b->cxl_limit))
+		return BLK_CXL;
+	return t;
+}
+
 static uint64_t pct_of(uint64_t v, int pct)
 {
 	return v / 100 * (uint64_t)pct + v % 100 * (uint64_t)pct / 100;
@@ -99,8 +136,9 @@ bool policy_demotable(const struct policy_block *blk)
 
 /*
  * policy_coldness -- larger is colder.  COLD and STREAMING hints rank before
- * everything else; among equals the older allocation (smaller birth epoch) is
- * colder.  The epoch clock wraps; ages are computed modulo 2^32.
+ * everything else; among equals the lower heat is colder, and among equal
+ * heat the older block (smaller birth epoch: allocated or fetched earlier).
+ * The epoch clock wraps; ages are computed modulo 2^32.
  */
 uint64_t policy_coldness(const struct policy_block *blk, uint32_t now)
 {
@@ -110,17 +148,30 @@ uint64_t policy_coldness(const struct policy_block *blk, uint32_t now)
 		rank = 2;
 	else if (blk->hint & BLK_HINT_STREAMING)
 		rank = 1;
-	return (rank << 32) | age;
+	return (rank << 48) | ((uint64_t)(HEAT_MAX - blk->heat) << 32) | age;
 }
 
-/* policy_promotable -- a CXL block asked for (HOT/PIN) that fits under the DRAM budget */
-bool policy_promotable(const struct policy_budget *b, const struct policy_block *blk)
+/* policy_promotable -- a CXL block asked for (HOT/PIN), or hot enough to trade places */
+bool policy_promotable(const struct policy_budget *b, const struct policy_block *blk,
+		       uint16_t promote_heat, uint16_t dram_floor)
 {
-	if (blk->tier != BLK_CXL || blk->used == 0 || (blk->hint & BLK_INFLIGHT))
-		return false;
-	if (!(blk->hint & (BLK_HINT_HOT | BLK_HINT_PIN)))
+	if (blk->tier != BLK_CXL || blk->used == 0 || (blk->hint & BLK_INFLIGHT) ||
+	    (blk->state & (BLK_S_EVICTING | BLK_S_FETCHING)))
 		return false;
 	if (blk->hint & BLK_HINT_PIN)
 		return true; /* PIN means DRAM, even over budget */
-	return b->dram_limit == 0 || b->dram_used + blk->used <= b->dram_limit;
+	bool fits = b->dram_limit == 0 || b->dram_used + blk->used <= b->dram_limit;
+	if (blk->hint & BLK_HINT_HOT)
+		return fits;
+	if (promote_heat == 0 || blk->heat < promote_heat ||
+	    (blk->hint & (BLK_HINT_COLD | BLK_HINT_STREAMING)))
+		return false;
+	/*
+	 * Hotter than the coldest DRAM block by a margin: it may take DRAM up to
+	 * an eighth over its limit, and the demotion pass makes the room.
+	 */
+	if (fits)
+		return true;
+	return b->dram_used + blk->used <= b->dram_limit + b->dram_limit / 8 &&
+	       (uint32_t)blk->heat >= (uint32_t)dram_floor + promote_heat / 4u;
 }

@@ -26,6 +26,7 @@ static int remote_field(struct tiered_arena *m, const char *field, uint64_t *out
 #define F(x) {#x, offsetof(struct tiered_arena, x)}
 		F(evictions), F(evicted_bytes), F(clean_drops), F(zero_evictions),
 		F(evict_aborts), F(fetches), F(fetched_bytes), F(prefetches),
+		F(admit_waits), F(admit_overruns),
 #undef F
 	};
 	if (strcmp(field, "resident_bytes") == 0)
@@ -79,11 +80,25 @@ static const char *const fields[] = {"resident_bytes", "peak_bytes",	"limit_byte
 				     "demoted_bytes",  "promoted_bytes", NULL};
 static const char *const remote_fields[] = {
 	"resident_bytes", "peak_bytes", "zero_bytes", "evictions",     "evicted_bytes", "clean_drops",
-	"zero_evictions", "evict_aborts", "fetches",  "fetched_bytes", "prefetches",	NULL};
+	"zero_evictions", "evict_aborts", "fetches",  "fetched_bytes", "prefetches",
+	"admit_waits",	  "admit_overruns", NULL};
 
 static const char *const *fields_of(int tier)
 {
 	return tier == TIERED_TIER_REMOTE ? remote_fields : fields;
+}
+
+/*
+ * stats_heat_tracker -- the access signals in use: "faults" (fetches,
+ * write-protect and zero-fill faults of blocks that went remote) and
+ * "wp-probe" (blocks write-protected again in turn), or "none" before any
+ * block has gone remote (the heap is not yet registered with userfaultfd).
+ */
+const char *stats_heat_tracker(void)
+{
+	if (!fault_active())
+		return "none";
+	return CONF_LOAD(g_conf.heat_probe_rate) > 0 ? "faults+wp-probe" : "faults";
 }
 
 /* stats_total -- a field summed over live arenas (peaks: sum of peaks) */
@@ -102,7 +117,10 @@ int stats_total(int tier, const char *field, uint64_t *out)
 	return 0;
 }
 
-#define NFIELDS 12
+#define NFIELDS 16
+_Static_assert(sizeof remote_fields / sizeof remote_fields[0] <= NFIELDS + 1 &&
+		       sizeof fields / sizeof fields[0] <= NFIELDS + 1,
+	       "NFIELDS is smaller than a tier's field list");
 /* tier_values -- every field of a tier, of arena a or (a NULL) summed over arenas */
 static void tier_values(const struct tiered_arena *a, int tier, uint64_t v[NFIELDS])
 {
@@ -159,9 +177,17 @@ static int json(FILE *out)
 			fails += ATOMIC_LOAD_RELAXED(&g_arenas[i].move_failures);
 	fputs("],\"remote\":{", out);
 	remote_stats_json(out);
-	fprintf(out, "},\"policy\":{\"passes\":%llu,\"move_failures\":%llu,\"busy_pages\":%llu}}\n",
+	fprintf(out, "},\"policy\":{\"passes\":%llu,\"move_failures\":%llu,\"busy_pages\":%llu,"
+		     "\"cpu_ns\":%llu,\"heat\":{\"tracker\":\"%s\",\"halflife_ms\":%d,\"events\":%llu,"
+		     "\"probes\":%llu,\"probe_hits\":%llu,\"probe_cpu_ns\":%llu}}}\n",
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_passes), (unsigned long long)fails,
-		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_busy_pages));
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_busy_pages),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_policy_cpu_ns), stats_heat_tracker(),
+		CONF_LOAD(g_conf.heat_halflife_ms),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_heat_events),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_heat_probes),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_heat_probe_hits),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_heat_probe_ns));
 	return 0;
 }
 
@@ -172,10 +198,12 @@ static void tier_text(FILE *out, const struct tiered_arena *a, int tier)
 	if (tier == TIERED_TIER_REMOTE) {
 		fprintf(out,
 			"  remote     %10.1f MiB  peak %10.1f MiB  zero %10.1f MiB  evictions %8llu  "
-			"clean drops %8llu  zero %8llu  aborted %8llu  fetches %8llu  prefetched %8llu\n",
+			"clean drops %8llu  zero %8llu  aborted %8llu  fetches %8llu  prefetched %8llu  "
+			"waited for room %8llu (%llu in vain)\n",
 			v[0] / 1048576.0, v[1] / 1048576.0, v[2] / 1048576.0, (unsigned long long)v[3],
 			(unsigned long long)v[5], (unsigned long long)v[6], (unsigned long long)v[7],
-			(unsigned long long)v[8], (unsigned long long)v[10]);
+			(unsigned long long)v[8], (unsigned long long)v[10], (unsigned long long)v[11],
+			(unsigned long long)v[12]);
 		return;
 	}
 	fprintf(out,
@@ -208,9 +236,17 @@ static int text(FILE *out)
 		tier_text(out, a, TIERED_TIER_REMOTE);
 	}
 	remote_stats_text(out);
-	fprintf(out, "placement passes %llu, busy pages %llu\n",
+	fprintf(out, "placement passes %llu, busy pages %llu, placement CPU %.3f s\n",
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_passes),
-		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_busy_pages));
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_busy_pages),
+		(double)ATOMIC_LOAD_RELAXED(&g_policy_cpu_ns) / 1e9);
+	fprintf(out, "heat: tracker %s, half-life %d ms, accesses seen %llu, probes %llu (%llu "
+		     "written), probe CPU %.3f s\n",
+		stats_heat_tracker(), CONF_LOAD(g_conf.heat_halflife_ms),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_heat_events),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_heat_probes),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_heat_probe_hits),
+		(double)ATOMIC_LOAD_RELAXED(&g_heat_probe_ns) / 1e9);
 	return 0;
 }
 

@@ -31,8 +31,21 @@ static pthread_cond_t g_tierd_cv;
 static bool g_tierd_running, g_tierd_kicked;
 static pid_t g_tierd_pid;
 static pthread_mutex_t g_pass_lock = PTHREAD_MUTEX_INITIALIZER; /* one pass at a time */
-TIERED_HIDDEN _Atomic uint64_t g_passes, g_busy_pages;
+TIERED_HIDDEN _Atomic uint64_t g_passes, g_busy_pages, g_policy_cpu_ns;
+TIERED_HIDDEN _Atomic uint32_t g_heat_tick;
+TIERED_HIDDEN _Atomic uint64_t g_heat_probes, g_heat_probe_hits, g_heat_events, g_heat_probe_ns;
 static _Atomic bool g_tierd_restart;
+
+/*
+ * Admission: a fault that would bring a block back over the budget waits
+ * here (tierd_wait_room) for an eviction batch to make room, for at most
+ * admit_wait_ms; the placement thread, kicked, evicts down to the low
+ * watermark and signals each batch.  When evicting makes no progress
+ * (remote tier full or down), faults stop waiting until a pass does.
+ */
+static pthread_mutex_t g_room_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_room_cv;
+static _Atomic bool g_room_stalled;
 
 struct cand {
 	struct tiered_region *r;
@@ -135,8 +148,10 @@ enum scan { SCAN_PROMOTE, SCAN_DEMOTE, SCAN_EVICT };
  * epoch now (they are marked later, once the coldest are chosen).
  */
 static size_t collect(struct tiered_arena *a, struct cand *c, size_t cap, enum scan what,
-		      struct policy_budget *pb, uint32_t now, int victim)
+		      struct policy_budget *pb, uint32_t now, int victim, uint16_t floor)
 {
+	uint32_t ph = (uint32_t)CONF_LOAD(g_conf.promote_heat) * HEAT_EVENT;
+	uint16_t promote_heat = (uint16_t)(ph > HEAT_MAX ? HEAT_MAX : ph);
 	size_t n = 0;
 	pthread_mutex_lock(&a->lock);
 	for (struct tiered_region *r = a->regions; r && n < cap; r = r->next) {
@@ -144,8 +159,10 @@ static size_t collect(struct tiered_arena *a, struct cand *c, size_t cap, enum s
 		size_t nb = (r->bump + ((size_t)1 << r->block_shift) - 1) >> r->block_shift;
 		for (size_t i = 0; i < nb && n < cap; i++) {
 			struct tiered_block *b = &r->blocks[i];
-			struct policy_block pbk = {b->tier, b->hint, b->state, b->used, b->birth};
-			if (what == SCAN_PROMOTE && policy_promotable(pb, &pbk)) {
+			if (b->used == 0)
+				continue;
+			struct policy_block pbk = {b->tier, b->hint, b->state, b->used, b->birth, block_heat(b)};
+			if (what == SCAN_PROMOTE && policy_promotable(pb, &pbk, promote_heat, floor)) {
 				b->hint |= BLK_INFLIGHT;
 				pb->dram_used += b->used;
 				c[n++] = (struct cand){r, i, 0};
@@ -161,8 +178,80 @@ static size_t collect(struct tiered_arena *a, struct cand *c, size_t cap, enum s
 	return n;
 }
 
+/* dram_floor -- the lowest heat among a's demotable DRAM blocks (HEAT_MAX: none) */
+static uint16_t dram_floor(struct tiered_arena *a)
+{
+	uint16_t floor = HEAT_MAX;
+	pthread_mutex_lock(&a->lock);
+	for (struct tiered_region *r = a->regions; r; r = r->next) {
+		pthread_mutex_lock(&r->lock);
+		size_t nb = (r->bump + ((size_t)1 << r->block_shift) - 1) >> r->block_shift;
+		for (size_t i = 0; i < nb; i++) {
+			struct tiered_block *b = &r->blocks[i];
+			if (b->tier == BLK_DRAM && b->used && !(b->hint & (BLK_HINT_PIN | BLK_HINT_HOT))) {
+				uint16_t h = block_heat(b);
+				floor = h < floor ? h : floor;
+			}
+		}
+		pthread_mutex_unlock(&r->lock);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return floor;
+}
+
+/*
+ * heat_probe -- write-protect up to max local blocks of arena a that are
+ * writable now, taking them in turn from a cursor, so that the next write to
+ * each is a fault the fault thread counts as an access (BLK_S_PROBE).  A
+ * block that stays in DRAM and is only written shows heat this way; a read
+ * shows only when the block comes back from the remote tier.  Only regions
+ * registered with the userfaultfd (some block went remote) are probed.
+ */
+#define PROBE_CHUNK 32 /* blocks per region-lock hold */
+static void heat_probe(struct tiered_arena *a, size_t max)
+{
+	if (max == 0 || !fault_active())
+		return;
+	struct timespec c0, c1;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+	size_t pos = a->probe_pos, done = 0, ord = 0;
+	pthread_mutex_lock(&a->lock);
+	struct tiered_region *r = a->regions;
+	for (; r && done < max; r = r->next) {
+		size_t nb = (r->bump + ((size_t)1 << r->block_shift) - 1) >> r->block_shift;
+		size_t bs = (size_t)1 << r->block_shift;
+		size_t i = pos > ord ? pos - ord : 0;
+		while (i < nb && done < max && ATOMIC_LOAD_ACQUIRE(&r->uffd)) {
+			fault_lock_yield();
+			pthread_mutex_lock(&r->lock);
+			for (size_t end = i + PROBE_CHUNK; i < nb && i < end && done < max; i++) {
+				struct tiered_block *b = &r->blocks[i];
+				if (!blk_local(b->tier) || b->used == 0 || (b->hint & BLK_INFLIGHT) ||
+				    (b->state & (BLK_S_WP | BLK_S_EVICTING | BLK_S_FETCHING)))
+					continue;
+				if (fault_wp(block_addr(r, i), bs, true) == 0) {
+					b->state |= BLK_S_WP | BLK_S_PROBE;
+					done++;
+				}
+			}
+			pthread_mutex_unlock(&r->lock);
+		}
+		if (done >= max) {
+			pos = ord + i;
+			break;
+		}
+		ord += nb;
+	}
+	pthread_mutex_unlock(&a->lock);
+	a->probe_pos = r ? pos : 0; /* at the end: from the start next time */
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+	ATOMIC_ADD_RELAXED(&g_heat_probes, done);
+	ATOMIC_ADD_RELAXED(&g_heat_probe_ns, (uint64_t)((c1.tv_sec - c0.tv_sec) * 1000000000LL +
+							 (c1.tv_nsec - c0.tv_nsec)));
+}
+
 /* pass_locked -- one placement pass over arena a; g_pass_lock held */
-static long pass_locked(struct tiered_arena *a)
+static long pass_locked(struct tiered_arena *a, size_t probe_max)
 {
 	bool remote = remote_wanted();
 	if (!ATOMIC_LOAD_RELAXED(&a->live) || (a->cxl_node < 0 && !remote))
@@ -179,25 +268,27 @@ static long pass_locked(struct tiered_arena *a)
 	struct policy_budget pb;
 	size_t n;
 	uint64_t goal;
+	if (probe_max)
+		heat_probe(a, probe_max);
 	if (a->cxl_node < 0)
 		goto evict;
-	/* promotions asked for by hints */
+	/* promotions asked for by hints, or earned by heat */
 	pb = arena_budget(a);
-	n = collect(a, c, cap, SCAN_PROMOTE, &pb, 0, 0);
+	n = collect(a, c, cap, SCAN_PROMOTE, &pb, 0, 0, dram_floor(a));
 	moved += move_blocks(a, c, n, BLK_DRAM);
 
 	/* demotions down to the low watermark */
 	pb = arena_budget(a);
 	goal = policy_demote_goal(&pb);
 	if (goal) {
-		n = collect(a, c, cap, SCAN_DEMOTE, NULL, ATOMIC_LOAD_RELAXED(&a->epoch), 0);
+		n = collect(a, c, cap, SCAN_DEMOTE, NULL, ATOMIC_LOAD_RELAXED(&a->epoch), 0, 0);
 		qsort(c, n, sizeof *c, cand_cmp);
 		size_t k = 0;
 		uint64_t picked = 0;
 		for (size_t j = 0; j < n && picked < goal; j++) {
 			pthread_mutex_lock(&c[j].r->lock);
 			struct tiered_block *b = &c[j].r->blocks[c[j].i];
-			struct policy_block pbk = {b->tier, b->hint, b->state, b->used, b->birth};
+			struct policy_block pbk = {b->tier, b->hint, b->state, b->used, b->birth, block_heat(b)};
 			if (policy_demotable(&pbk)) {
 				b->hint |= BLK_INFLIGHT;
 				picked += b->used;
@@ -213,7 +304,7 @@ evict:
 	goal = remote ? policy_evict_goal(&pb) : 0;
 	if (goal && remote_ensure() == 0) {
 		int victim = pb.has_cxl ? BLK_CXL : BLK_DRAM;
-		n = collect(a, c, cap, SCAN_EVICT, NULL, ATOMIC_LOAD_RELAXED(&a->epoch), victim);
+		n = collect(a, c, cap, SCAN_EVICT, NULL, ATOMIC_LOAD_RELAXED(&a->epoch), victim, 0);
 		qsort(c, n, sizeof *c, cand_cmp);
 		size_t k = 0;
 		uint64_t picked = 0;
@@ -223,7 +314,7 @@ evict:
 			size_t i = c[j].i;
 			pthread_mutex_lock(&r->lock);
 			struct tiered_block *b = &r->blocks[i];
-			struct policy_block pbk = {b->tier, b->hint, b->state, b->used, b->birth};
+			struct policy_block pbk = {b->tier, b->hint, b->state, b->used, b->birth, block_heat(b)};
 			if (policy_evictable(&pbk, victim)) {
 				b->hint |= BLK_INFLIGHT;
 				picked += b->used;
@@ -231,9 +322,11 @@ evict:
 			}
 			pthread_mutex_unlock(&r->lock);
 		}
-		if (ec)
-			moved += evict_blocks(a, ec, k);
+		long gone = ec ? evict_blocks(a, ec, k) : 0;
+		moved += gone;
 		free(ec);
+		ATOMIC_STORE_RELAXED(&g_room_stalled, gone == 0);
+		tierd_room();
 	}
 	free(c);
 out:
@@ -242,15 +335,90 @@ out:
 	return moved;
 }
 
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 long tierd_pass_all(void)
 {
 	long moved = 0;
 	pthread_mutex_lock(&g_pass_lock);
+	uint64_t t0 = thread_cpu_ns();
+	/* heat probes: heat_probe_rate a second, by the time since the last pass */
+	static struct timespec last;
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	uint64_t el = last.tv_sec ? (uint64_t)((t.tv_sec - last.tv_sec) * 1000000000LL +
+					       (t.tv_nsec - last.tv_nsec))
+				  : 0;
+	if (el > 1000000000u)
+		el = 1000000000u;
+	size_t probe_max = (size_t)((uint64_t)CONF_LOAD(g_conf.heat_probe_rate) * el / 1000000000u);
+	if (probe_max || !last.tv_sec)
+		last = t;
 	for (unsigned i = 0; i < TIERED_MAX_ARENAS; i++)
 		if (ATOMIC_LOAD_RELAXED(&g_arenas[i].live))
-			moved += pass_locked(&g_arenas[i]);
+			moved += pass_locked(&g_arenas[i], probe_max);
+	ATOMIC_ADD_RELAXED(&g_policy_cpu_ns, thread_cpu_ns() - t0);
 	pthread_mutex_unlock(&g_pass_lock);
 	return moved;
+}
+
+/* tierd_room -- an eviction batch ended: faults waiting for room look again */
+void tierd_room(void)
+{
+	pthread_mutex_lock(&g_room_lock);
+	pthread_cond_broadcast(&g_room_cv);
+	pthread_mutex_unlock(&g_room_lock);
+}
+
+/*
+ * tierd_wait_room -- a fault thread is about to bring bytes of arena a back:
+ * wait until the budget has room for them, kicking the placement thread, for
+ * at most admit_wait_ms.  Returns true if it waited.
+ */
+bool tierd_wait_room(struct tiered_arena *a, uint64_t bytes)
+{
+	int max_ms = CONF_LOAD(g_conf.admit_wait_ms);
+	struct policy_budget pb = arena_budget(a);
+	if (max_ms <= 0 || policy_admit(&pb, bytes) || ATOMIC_LOAD_RELAXED(&g_room_stalled) ||
+	    !g_tierd_running || g_tierd_pid != getpid())
+		return false;
+	struct timespec end;
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += max_ms / 1000;
+	end.tv_nsec += (long)(max_ms % 1000) * 1000000L;
+	if (end.tv_nsec >= 1000000000L) {
+		end.tv_sec++;
+		end.tv_nsec -= 1000000000L;
+	}
+	ATOMIC_ADD_RELAXED(&a->admit_waits, 1);
+	pthread_mutex_lock(&g_room_lock);
+	for (;;) {
+		tierd_kick();
+		struct timespec step;
+		clock_gettime(CLOCK_MONOTONIC, &step);
+		step.tv_nsec += 5000000L; /* look again at least every 5 ms */
+		if (step.tv_nsec >= 1000000000L) {
+			step.tv_sec++;
+			step.tv_nsec -= 1000000000L;
+		}
+		if (step.tv_sec > end.tv_sec || (step.tv_sec == end.tv_sec && step.tv_nsec > end.tv_nsec))
+			step = end;
+		int rc = pthread_cond_timedwait(&g_room_cv, &g_room_lock, &step);
+		pb = arena_budget(a);
+		if (policy_admit(&pb, bytes) || ATOMIC_LOAD_RELAXED(&g_room_stalled))
+			break;
+		if (rc == ETIMEDOUT && step.tv_sec == end.tv_sec && step.tv_nsec == end.tv_nsec) {
+			ATOMIC_ADD_RELAXED(&a->admit_overruns, 1);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&g_room_lock);
+	return true;
 }
 
 /* tierd_advise -- apply a hint to the blocks of [a, end) in region r; moves happen now */
@@ -296,14 +464,14 @@ int tierd_advise(struct tiered_region *r, uintptr_t a, uintptr_t end, int advice
 		}
 		if (ar->cxl_node < 0 || (b->hint & BLK_INFLIGHT) || b->used == 0)
 			continue;
-		struct policy_block pbk = {b->tier, b->hint, b->state, b->used, b->birth};
+		struct policy_block pbk = {b->tier, b->hint, b->state, b->used, b->birth, block_heat(b)};
 		if (advice == TIERED_ADV_COLD && policy_demotable(&pbk)) {
 			to = BLK_CXL;
 		} else if (advice == TIERED_ADV_HOT || advice == TIERED_ADV_PIN ||
 			   advice == TIERED_ADV_WILLNEED) {
 			if (advice == TIERED_ADV_WILLNEED)
 				pbk.hint |= BLK_HINT_HOT; /* once, without keeping the hint */
-			if (!policy_promotable(&pb, &pbk))
+			if (!policy_promotable(&pb, &pbk, 0, 0))
 				continue;
 			pb.dram_used += b->used;
 			to = BLK_DRAM;
@@ -324,10 +492,32 @@ int tierd_advise(struct tiered_region *r, uintptr_t a, uintptr_t end, int advice
 	return 0;
 }
 
+/* heat_clock -- advance g_heat_tick by the half-lives elapsed since the last tick */
+static void heat_clock(struct timespec *last)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	int64_t hl = CONF_LOAD(g_conf.heat_halflife_ms);
+	int64_t ms = (t.tv_sec - last->tv_sec) * 1000 + (t.tv_nsec - last->tv_nsec) / 1000000;
+	if (hl < 1 || ms < hl)
+		return;
+	int64_t ticks = ms / hl;
+	ATOMIC_ADD_RELAXED(&g_heat_tick, (uint32_t)(ticks > 16 ? 16 : ticks));
+	int64_t adv = ticks * hl;
+	last->tv_sec += adv / 1000;
+	last->tv_nsec += (long)(adv % 1000) * 1000000L;
+	if (last->tv_nsec >= 1000000000L) {
+		last->tv_sec++;
+		last->tv_nsec -= 1000000000L;
+	}
+}
+
 static void *tierd_main(void *arg)
 {
 	(void)arg;
 	t_rt |= RT_INTERNAL;
+	struct timespec heat_last;
+	clock_gettime(CLOCK_MONOTONIC, &heat_last);
 	/* listed servers are connected at start-up, so a missing one is said at once */
 	if (strcmp(g_conf.remote, "spawn") != 0 && remote_wanted())
 		(void)remote_ensure();
@@ -347,6 +537,7 @@ static void *tierd_main(void *arg)
 				break;
 		g_tierd_kicked = false;
 		pthread_mutex_unlock(&g_tierd_lock);
+		heat_clock(&heat_last);
 		tierd_pass_all();
 		remote_report();
 		pthread_mutex_lock(&g_tierd_lock);
@@ -383,6 +574,7 @@ int tierd_start(void)
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&g_tierd_cv, &ca);
+	pthread_cond_init(&g_room_cv, &ca);
 	pthread_condattr_destroy(&ca);
 	int rc = runtime_thread_start(tierd_main, NULL, "tiered-policy");
 	if (rc == 0) {
@@ -418,6 +610,7 @@ void tierd_forked_child(void)
 {
 	pthread_mutex_init(&g_tierd_lock, NULL);
 	pthread_mutex_init(&g_pass_lock, NULL);
+	pthread_mutex_init(&g_room_lock, NULL);
 	g_tierd_running = false;
 	g_tierd_kicked = false;
 	fault_forked_child();

@@ -334,7 +334,7 @@ START_TEST(test_coldness_age)
 	struct policy_block now = blk(BLK_DRAM, 0, 4096, 30);
 	ck_assert_msg(policy_coldness(&now, 30) < policy_coldness(&young, 30),
 	              "a block born now is not the warmest");
-	ck_assert_uint_eq(policy_coldness(&now, 30), 0);
+	ck_assert_uint_eq(policy_coldness(&now, 30) & 0xFFFFFFFFu, 0);
 	/* equal blocks compare equal */
 	struct policy_block twin = old;
 	ck_assert_uint_eq(policy_coldness(&old, 30), policy_coldness(&twin, 30));
@@ -351,11 +351,11 @@ START_TEST(test_coldness_wrap)
 	              "wrapped epoch: block born before the wrap (%llu) is not colder than "
 	              "one born after (%llu)",
 	              (unsigned long long)a, (unsigned long long)b);
-	ck_assert_uint_eq(a, 21);
-	ck_assert_uint_eq(b, 2);
+	ck_assert_uint_eq(a & 0xFFFFFFFFu, 21);
+	ck_assert_uint_eq(b & 0xFFFFFFFFu, 2);
 	/* the largest age */
 	struct policy_block oldest = blk(BLK_DRAM, 0, 4096, 1);
-	ck_assert_uint_eq(policy_coldness(&oldest, 0), 0xFFFFFFFFu);
+	ck_assert_uint_eq(policy_coldness(&oldest, 0) & 0xFFFFFFFFu, 0xFFFFFFFFu);
 }
 END_TEST
 
@@ -389,14 +389,14 @@ START_TEST(test_promotable_hot)
 {
 	struct policy_budget b = budget(4 * MiB, 8 * MiB, 0, 0, true, 90);
 	struct policy_block k = blk(BLK_CXL, BLK_HINT_HOT, 2 * MiB, 0);
-	ck_assert_msg(policy_promotable(&b, &k), "HOT CXL block with room is not promotable");
+	ck_assert_msg(policy_promotable(&b, &k, 0, 0), "HOT CXL block with room is not promotable");
 	b.dram_used = 6 * MiB; /* exactly fills DRAM */
-	ck_assert_msg(policy_promotable(&b, &k), "HOT block that exactly fits is not promotable");
+	ck_assert_msg(policy_promotable(&b, &k, 0, 0), "HOT block that exactly fits is not promotable");
 	b.dram_used = 6 * MiB + 1;
-	ck_assert_msg(!policy_promotable(&b, &k), "HOT block promoted over the DRAM budget");
+	ck_assert_msg(!policy_promotable(&b, &k, 0, 0), "HOT block promoted over the DRAM budget");
 	b.dram_limit = 0; /* unlimited */
 	b.dram_used = 1ULL << 40;
-	ck_assert_msg(policy_promotable(&b, &k), "HOT block not promoted with no DRAM limit");
+	ck_assert_msg(policy_promotable(&b, &k, 0, 0), "HOT block not promoted with no DRAM limit");
 }
 END_TEST
 
@@ -404,9 +404,9 @@ START_TEST(test_promotable_pin)
 {
 	struct policy_budget b = budget(100 * MiB, 8 * MiB, 0, 0, true, 90);
 	struct policy_block k = blk(BLK_CXL, BLK_HINT_PIN, 2 * MiB, 0);
-	ck_assert_msg(policy_promotable(&b, &k), "PIN block not promoted over budget");
+	ck_assert_msg(policy_promotable(&b, &k, 0, 0), "PIN block not promoted over budget");
 	k.hint = BLK_HINT_PIN | BLK_HINT_COLD;
-	ck_assert_msg(policy_promotable(&b, &k), "PIN|COLD block not promoted");
+	ck_assert_msg(policy_promotable(&b, &k, 0, 0), "PIN|COLD block not promoted");
 }
 END_TEST
 
@@ -414,21 +414,21 @@ START_TEST(test_promotable_never)
 {
 	struct policy_budget b = budget(0, 0, 0, 0, true, 90); /* all the room there is */
 	struct policy_block k = blk(BLK_CXL, 0, 2 * MiB, 0);
-	ck_assert_msg(!policy_promotable(&b, &k), "a CXL block without a hint is promoted");
+	ck_assert_msg(!policy_promotable(&b, &k, 0, 0), "a CXL block without a hint is promoted");
 	k.hint = BLK_HINT_COLD;
-	ck_assert_msg(!policy_promotable(&b, &k), "a COLD block is promoted");
+	ck_assert_msg(!policy_promotable(&b, &k, 0, 0), "a COLD block is promoted");
 	k.hint = BLK_HINT_STREAMING;
-	ck_assert_msg(!policy_promotable(&b, &k), "a STREAMING block is promoted");
+	ck_assert_msg(!policy_promotable(&b, &k, 0, 0), "a STREAMING block is promoted");
 	k.hint = BLK_HINT_HOT | BLK_INFLIGHT;
-	ck_assert_msg(!policy_promotable(&b, &k), "an in-flight block is promoted");
+	ck_assert_msg(!policy_promotable(&b, &k, 0, 0), "an in-flight block is promoted");
 	k.hint = BLK_HINT_PIN | BLK_INFLIGHT;
-	ck_assert_msg(!policy_promotable(&b, &k), "an in-flight PIN block is promoted");
+	ck_assert_msg(!policy_promotable(&b, &k, 0, 0), "an in-flight PIN block is promoted");
 	k = blk(BLK_CXL, BLK_HINT_HOT, 0, 0);
-	ck_assert_msg(!policy_promotable(&b, &k), "an empty block (used 0) is promoted");
+	ck_assert_msg(!policy_promotable(&b, &k, 0, 0), "an empty block (used 0) is promoted");
 	k = blk(BLK_DRAM, BLK_HINT_HOT, 4096, 0);
-	ck_assert_msg(!policy_promotable(&b, &k), "a DRAM block is promoted");
+	ck_assert_msg(!policy_promotable(&b, &k, 0, 0), "a DRAM block is promoted");
 	k = blk(BLK_FREE, BLK_HINT_PIN, 4096, 0);
-	ck_assert_msg(!policy_promotable(&b, &k), "a FREE block is promoted");
+	ck_assert_msg(!policy_promotable(&b, &k, 0, 0), "a FREE block is promoted");
 }
 END_TEST
 
@@ -442,7 +442,149 @@ START_TEST(test_demote_then_promote_consistent)
 	k.tier = BLK_CXL;
 	b.dram_used -= k.used;
 	b.cxl_used += k.used;
-	ck_assert_msg(!policy_promotable(&b, &k), "a block without a hint bounced back to DRAM");
+	ck_assert_msg(!policy_promotable(&b, &k, 0, 0), "a block without a hint bounced back to DRAM");
+}
+END_TEST
+
+
+/* ---- heat ------------------------------------------------------------------ */
+
+START_TEST(test_heat_decay)
+{
+	uint16_t h = policy_heat_add(0, 4);
+	ck_assert_uint_eq(h, 4 * HEAT_EVENT);
+	ck_assert_uint_eq(policy_heat_now(h, 7, 7), h);		/* no tick: unchanged */
+	ck_assert_uint_eq(policy_heat_now(h, 7, 8), h / 2);	/* one half-life */
+	ck_assert_uint_eq(policy_heat_now(h, 7, 10), h / 8);
+	ck_assert_uint_eq(policy_heat_now(HEAT_MAX, 0, 15), HEAT_MAX >> 15);
+	ck_assert_uint_eq(policy_heat_now(HEAT_MAX, 0, 16), 0);	/* forgotten */
+	ck_assert_uint_eq(policy_heat_now(HEAT_MAX, 0, 40000), 0);
+	/* the tick wraps at 2^16: 0xFFFF -> 1 is two ticks */
+	ck_assert_uint_eq(policy_heat_now(h, 0xFFFF, 1), h / 4);
+	/* saturating */
+	ck_assert_uint_eq(policy_heat_add(HEAT_MAX - 1, 1), HEAT_MAX);
+	ck_assert_uint_eq(policy_heat_add(0, 1000), HEAT_MAX);
+	ck_assert_uint_eq(policy_heat_add(123, 0), 123);
+	/* a steady stream of one access per tick settles near two accesses' worth */
+	uint16_t s = 0;
+	for (int t = 0; t < 40; t++)
+		s = policy_heat_add(policy_heat_now(s, (uint16_t)t, (uint16_t)(t + 1)), 1);
+	ck_assert_msg(s >= HEAT_EVENT + HEAT_EVENT / 2 && s <= 2 * HEAT_EVENT,
+		      "steady heat %u, expected about %u", s, 2 * HEAT_EVENT);
+}
+END_TEST
+
+/* Heat orders blocks of equal hints; age only breaks ties; hints rank first. */
+START_TEST(test_coldness_heat)
+{
+	uint32_t now = 1000;
+	struct policy_block hot_old = blk(BLK_DRAM, 0, 4096, 1);
+	hot_old.heat = 3 * HEAT_EVENT;
+	struct policy_block cool_new = blk(BLK_DRAM, 0, 4096, now);
+	cool_new.heat = HEAT_EVENT;
+	ck_assert_msg(policy_coldness(&cool_new, now) > policy_coldness(&hot_old, now),
+		      "a cooler block born now is not colder than a hotter old one");
+	struct policy_block cool_old = cool_new;
+	cool_old.birth = 10;
+	ck_assert_msg(policy_coldness(&cool_old, now) > policy_coldness(&cool_new, now),
+		      "among equal heat the older is not colder");
+	struct policy_block stream_hot = blk(BLK_DRAM, BLK_HINT_STREAMING, 4096, now);
+	stream_hot.heat = HEAT_MAX;
+	struct policy_block plain_cold = blk(BLK_DRAM, 0, 4096, now);
+	ck_assert_msg(policy_coldness(&stream_hot, now) > policy_coldness(&plain_cold, now),
+		      "a hot STREAMING block ranks after a cold plain one: it would displace it");
+}
+END_TEST
+
+START_TEST(test_admit)
+{
+	struct policy_budget b = budget(60 * MiB, 64 * MiB, 0, 0, false, 85);
+	ck_assert_msg(policy_admit(&b, 4 * MiB), "a block that exactly fits is refused");
+	ck_assert_msg(!policy_admit(&b, 4 * MiB + 1), "a block over the DRAM limit is admitted");
+	b.has_cxl = true;
+	b.cxl_limit = 8 * MiB;
+	b.cxl_used = 2 * MiB;
+	ck_assert_msg(policy_admit(&b, 4 * MiB + 4096), "CXL has room but the block is refused");
+	b.cxl_used = 8 * MiB;
+	ck_assert_msg(!policy_admit(&b, 4 * MiB + 4096), "both tiers full but admitted");
+	b.cxl_limit = 0;
+	ck_assert_msg(policy_admit(&b, 64 * MiB), "unlimited CXL refuses");
+	b = budget(1ULL << 40, 0, 0, 0, false, 85);
+	ck_assert_msg(policy_admit(&b, 2 * MiB), "no DRAM limit refuses");
+}
+END_TEST
+
+START_TEST(test_place_fetched)
+{
+	uint16_t ph = 4 * HEAT_EVENT;
+	struct policy_budget b = budget(0, 64 * MiB, 0, 0, true, 85);
+	ck_assert_tier(policy_place_fetched(&b, 4096, ph, ph), BLK_DRAM);
+	ck_assert_tier(policy_place_fetched(&b, 4096, ph - 1, ph), BLK_CXL);
+	ck_assert_tier(policy_place_fetched(&b, 4096, 0, 0), BLK_DRAM); /* heat off */
+	b.has_cxl = false;
+	ck_assert_tier(policy_place_fetched(&b, 4096, 0, ph), BLK_DRAM);
+	b = budget(64 * MiB, 64 * MiB, 8 * MiB, 8 * MiB, true, 85); /* both full */
+	ck_assert_tier(policy_place_fetched(&b, 4096, HEAT_MAX, ph), BLK_DRAM);
+	b.cxl_used = 0; /* DRAM full: even a hot block goes to CXL */
+	ck_assert_tier(policy_place_fetched(&b, 4096, HEAT_MAX, ph), BLK_CXL);
+}
+END_TEST
+
+START_TEST(test_promotable_heat)
+{
+	uint16_t ph = 4 * HEAT_EVENT;
+	struct policy_budget b = budget(32 * MiB, 64 * MiB, 0, 0, true, 85);
+	struct policy_block k = blk(BLK_CXL, 0, 2 * MiB, 0);
+	k.heat = ph - 1;
+	ck_assert_msg(!policy_promotable(&b, &k, ph, 0), "promoted under promote_heat");
+	k.heat = ph;
+	ck_assert_msg(policy_promotable(&b, &k, ph, HEAT_MAX), "hot block with room not promoted");
+	ck_assert_msg(!policy_promotable(&b, &k, 0, 0), "promote_heat 0 still promotes by heat");
+	k.hint = BLK_HINT_STREAMING;
+	ck_assert_msg(!policy_promotable(&b, &k, ph, 0), "hot STREAMING block promoted");
+	k.hint = BLK_HINT_COLD;
+	ck_assert_msg(!policy_promotable(&b, &k, ph, 0), "hot COLD block promoted");
+	k.hint = 0;
+	k.state = BLK_S_FETCHING;
+	ck_assert_msg(!policy_promotable(&b, &k, ph, 0), "block being fetched promoted");
+	k.state = 0;
+	/* DRAM full: only a block hotter than the coldest DRAM block by a quarter of promote_heat */
+	b.dram_used = 64 * MiB;
+	uint16_t floor = 6 * HEAT_EVENT;
+	k.heat = floor + ph / 4 - 1;
+	ck_assert_msg(!policy_promotable(&b, &k, ph, floor), "promoted within the hysteresis margin");
+	k.heat = floor + ph / 4;
+	ck_assert_msg(policy_promotable(&b, &k, ph, floor), "clearly hotter block not promoted");
+	/* ... and never more than an eighth over the limit */
+	b.dram_used = 64 * MiB + 8 * MiB - 2 * MiB + 1;
+	ck_assert_msg(!policy_promotable(&b, &k, ph, floor), "promoted past limit + 1/8");
+}
+END_TEST
+
+/*
+ * Hysteresis: after a hot CXL block trades places with the coldest DRAM block,
+ * the demoted block is not promoted back while its heat is the same.
+ */
+START_TEST(test_no_ping_pong)
+{
+	uint16_t ph = 4 * HEAT_EVENT;
+	struct policy_budget b = budget(64 * MiB, 64 * MiB, 0, 0, true, 85);
+	uint16_t dram_heat[4] = {5 * HEAT_EVENT, 6 * HEAT_EVENT, 9 * HEAT_EVENT, 12 * HEAT_EVENT};
+	struct policy_block in = blk(BLK_CXL, 0, 16 * MiB, 0);
+	in.heat = 7 * HEAT_EVENT; /* floor 5 + margin 1 <= 7 */
+	b.dram_used = 56 * MiB;
+	ck_assert_msg(policy_promotable(&b, &in, ph, dram_heat[0]), "hot block not promoted");
+	/* the coldest DRAM block (heat 5) is demoted; the floor is now 6 */
+	struct policy_block out = blk(BLK_CXL, 0, 16 * MiB, 0);
+	out.heat = dram_heat[0];
+	ck_assert_msg(!policy_promotable(&b, &out, ph, dram_heat[1]), "demoted block bounced back");
+	/* nor the promoted one demoted again before the evictor's own order says so */
+	struct policy_block now_dram = in;
+	now_dram.tier = BLK_DRAM;
+	struct policy_block coldest = blk(BLK_DRAM, 0, 16 * MiB, 0);
+	coldest.heat = dram_heat[1];
+	ck_assert_msg(policy_coldness(&coldest, 1) > policy_coldness(&now_dram, 1),
+		      "the promoted block is colder than the floor");
 }
 END_TEST
 
@@ -547,6 +689,15 @@ static Suite *policy_suite(void)
 	tcase_add_test(t, test_coldness_age);
 	tcase_add_test(t, test_coldness_wrap);
 	tcase_add_test(t, test_coldness_hint_rank);
+	tcase_add_test(t, test_coldness_heat);
+	suite_add_tcase(s, t);
+
+	t = tcase_create("heat");
+	tcase_add_test(t, test_heat_decay);
+	tcase_add_test(t, test_admit);
+	tcase_add_test(t, test_place_fetched);
+	tcase_add_test(t, test_promotable_heat);
+	tcase_add_test(t, test_no_ping_pong);
 	suite_add_tcase(s, t);
 
 	t = tcase_create("promotable");
