@@ -233,7 +233,29 @@ static int cmp_count_desc(const void *a, const void *b)
 	return x > y ? -1 : x < y;
 }
 
-static double oracle(const uint32_t *c1, const uint32_t *c2, size_t budget, unsigned shift)
+static unsigned char *res_vec; /* residency of the items' pages at the end of the run */
+static uintptr_t res_lo;
+static size_t res_pages;
+
+/* resident_range -- was any page of [a, a + len) resident at the end of the run? */
+static bool resident_range(uintptr_t a, size_t len)
+{
+	for (uintptr_t p = a & ~(uintptr_t)4095; p < a + len; p += 4096) {
+		size_t i = (p - res_lo) / 4096;
+		if (p >= res_lo && i < res_pages && (res_vec[i] & 1))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * oracle -- the hit rate of the best static choice (see above); with hot not
+ * NULL, also the fraction of the blocks that choice keeps that were resident
+ * at the end of the run (how much of the hot set the allocator held): hot[0]
+ * of the hottest tenth of them, hot[1] of the hottest half, hot[2] of all.
+ */
+static double oracle_hot(const uint32_t *c1, const uint32_t *c2, size_t budget, unsigned shift,
+			 double hot[3])
 {
 	if (!by_addr) {
 		by_addr = map(nitems * sizeof *by_addr);
@@ -268,8 +290,19 @@ static double oracle(const uint32_t *c1, const uint32_t *c2, size_t budget, unsi
 	qsort(o_rank, m, sizeof *o_rank, cmp_count_desc);
 	unsigned char *kept = map(m);
 	size_t keep = budget >> shift;
-	for (size_t j = 0; j < m && j < keep; j++)
+	size_t nres = 0, nk = keep < m ? keep : m;
+	for (size_t j = 0; j < nk; j++) {
 		kept[o_rank[j]] = 1;
+		if (hot) {
+			nres += resident_range(bid[o_rank[j]] << shift, (size_t)1 << shift);
+			if (j + 1 == (nk + 9) / 10)
+				hot[0] = (double)nres / (double)(j + 1);
+			if (j + 1 == (nk + 1) / 2)
+				hot[1] = (double)nres / (double)(j + 1);
+			if (j + 1 == nk)
+				hot[2] = (double)nres / (double)(j + 1);
+		}
+	}
 	uint64_t hit = 0;
 	size_t j = 0;
 	for (size_t i = 0; i < nitems; i++) {
@@ -288,6 +321,11 @@ static double oracle(const uint32_t *c1, const uint32_t *c2, size_t budget, unsi
 	munmap(o_count, cap * sizeof *o_count);
 	munmap(bid, cap * sizeof *bid);
 	return total ? (double)hit / (double)total : 0;
+}
+
+static double oracle(const uint32_t *c1, const uint32_t *c2, size_t budget, unsigned shift)
+{
+	return oracle_hot(c1, c2, budget, shift, NULL);
 }
 
 struct sample {
@@ -440,6 +478,22 @@ int main(int argc, char **argv)
 		pthread_join(ws[i].tid, NULL);
 	if (bad_found)
 		return 1;
+	/* which of the items' pages are resident now, before anything reads them */
+	res_lo = heap_lo & ~(uintptr_t)4095;
+	res_pages = (heap_hi - res_lo + 4095) / 4096;
+	res_vec = map(res_pages);
+	for (size_t off = 0; off < res_pages; off += 512) {
+		size_t n = res_pages - off < 512 ? res_pages - off : 512;
+		if (mincore((void *)(res_lo + off * 4096), n * 4096, res_vec + off) < 0)
+			memset(res_vec + off, 0, n);
+	}
+	size_t hot_bs = 4096;
+	if (ctl) {
+		size_t len = sizeof hot_bs;
+		if (ctl("opt.block_size", &hot_bs, &len, NULL, 0) != 0 || !hot_bs)
+			hot_bs = 4096;
+	}
+	unsigned hot_shift = (unsigned)__builtin_ctzl(hot_bs);
 
 	/* throughput */
 	uint64_t *ops = map(((size_t)seconds + 1) * sizeof *ops), phase_ops[2] = {0, 0}, puts = 0;
@@ -479,6 +533,9 @@ int main(int argc, char **argv)
 		orc[1][b] = oracle(counts[1], NULL, budget, shifts[b]);
 		orc[2][b] = oracle(counts[0], counts[1], budget, shifts[b]);
 	}
+	/* the hottest blocks of the second phase, at the allocator's block size */
+	double hot_res[3] = {0, 0, 0};
+	double hot_orc = oracle_hot(counts[1], NULL, budget, hot_shift, hot_res);
 	/* DRAM hit proxies per phase: demand fetches (libtiered), major faults */
 	struct sample *p0 = &smp[0], *p1 = &smp[half], *p2 = &smp[seconds];
 	double demand[2] = {(double)((p1->fetches - p1->prefetches) - (p0->fetches - p0->prefetches)),
@@ -508,7 +565,9 @@ int main(int argc, char **argv)
 		for (int p = 0; p < 3; p++)
 			printf("\"%s\":{\"4k\":%.4f,\"64k\":%.4f,\"2m\":%.4f},", nm[p], orc[p][0],
 			       orc[p][1], orc[p][2]);
-		printf("\"tiered_ctl\":%s,", ctl ? "true" : "false");
+		printf("\"tiered_ctl\":%s,\"hot_block\":%zu,\"hot_resident\":[%.4f,%.4f,%.4f],"
+		       "\"hot_oracle\":%.4f,",
+		       ctl ? "true" : "false", hot_bs, hot_res[0], hot_res[1], hot_res[2], hot_orc);
 		if (ctl)
 			printf("\"demand_fetches\":[%.0f,%.0f],\"prefetches\":%llu,"
 			       "\"lib_hit\":[%.4f,%.4f],",
@@ -546,6 +605,9 @@ int main(int argc, char **argv)
 		if (ctl)
 			printf("libtiered: demand fetches %.0f / %.0f, DRAM hit %.4f / %.4f\n", demand[0],
 			       demand[1], 1 - demand[0] / acc[0], 1 - demand[1] / acc[1]);
+		printf("hottest blocks of phase 2 (%zu KiB; the hottest tenth / half / all of a budget's "
+		       "worth) resident at the end: %.3f / %.3f / %.3f\n",
+		       hot_bs >> 10, hot_res[0], hot_res[1], hot_res[2]);
 		printf("heap resident (mincore, once a second): mean %.1f / %.1f MiB, max %.1f / %.1f "
 		       "MiB\n",
 		       res_mean[0], res_mean[1], res_max[0], res_max[1]);

@@ -7,7 +7,10 @@
 # Configurations (-c, in this order by default; each round rotates the order):
 #   local    all-local ceiling: no budget, the plain allocator (-a)
 #   tiered   LD_PRELOAD=BUILD/.libs/libtiered_preload.so
-#            TIERED_CONF=dram_limit:BUDGET,cxl_node:none,remote:spawn,spawn_provider:tcp
+#            TIERED_CONF=dram_limit:BUDGET,cxl_node:none,remote:spawn,spawn_provider:tcp,
+#            block_size:BLOCK (-b, default 4K)
+#   tiered_shm  the same with spawn_provider:shm (the spawned tieredd reached
+#            through shared memory rather than TCP over loopback)
 #   swap     the plain allocator in a memory cgroup limited to BUDGET, with a
 #            swap file (created under /var/tmp, removed afterwards)
 #   zram     the same with a zram swap device (hot-added, removed afterwards)
@@ -18,12 +21,13 @@
 set -euo pipefail
 
 secs=60 data=256M budget=64M rounds=1 threads=1 alloc=jemalloc slack=0
-configs='local tiered swap zram memtier'
+configs='local tiered tiered_shm swap zram memtier'
+block=4K
 out= series= plot=
 usage() {
 	cat >&2 <<'EOF'
 usage: run-kv.sh [-t SECONDS] [-d DATA] [-B BUDGET] [-r ROUNDS] [-T THREADS]
-                 [-c 'local tiered swap zram memtier'] [-a jemalloc|glibc]
+                 [-c 'local tiered tiered_shm swap zram memtier'] [-a jemalloc|glibc] [-b BLOCK]
                  [-S CGROUP_SLACK] [-o report.md] [-s series.tsv] [-p plot.png] BUILDDIR
   -t  seconds per run (default 60; the phase change is at half time)
   -d  data set (default 256M of 1 KiB items)   -B  DRAM budget (default 64M)
@@ -35,11 +39,11 @@ usage: run-kv.sh [-t SECONDS] [-d DATA] [-B BUDGET] [-r ROUNDS] [-T THREADS]
 EOF
 	exit 2
 }
-while getopts 't:d:B:r:T:c:a:S:o:s:p:h' o; do
+while getopts 't:d:B:r:T:c:a:S:o:s:p:b:h' o; do
 	case $o in
 	t) secs=$OPTARG ;; d) data=$OPTARG ;; B) budget=$OPTARG ;; r) rounds=$OPTARG ;;
 	T) threads=$OPTARG ;; c) configs=$OPTARG ;; a) alloc=$OPTARG ;; S) slack=$OPTARG ;;
-	o) out=$OPTARG ;; s) series=$OPTARG ;; p) plot=$OPTARG ;; *) usage ;;
+	o) out=$OPTARG ;; s) series=$OPTARG ;; p) plot=$OPTARG ;; b) block=$OPTARG ;; *) usage ;;
 	esac
 done
 shift $((OPTIND - 1))
@@ -188,9 +192,9 @@ if want memtier; then
 		configs=$(echo "$configs" | sed 's/\bmemtier\b//')
 	fi
 fi
-if want tiered && [ ! -r "$preload" ]; then
+if { want tiered || want tiered_shm; } && [ ! -r "$preload" ]; then
 	note "tiered skipped: no $preload (make libtiered_preload.la server/tieredd)"
-	configs=$(echo "$configs" | sed 's/\btiered\b//')
+	configs=$(echo "$configs" | sed 's/\btiered\b//; s/\btiered_shm\b//')
 fi
 read -r -a cfgs <<<"$configs"
 [ ${#cfgs[@]} -gt 0 ] || { echo "run-kv.sh: nothing to run" >&2; exit 1; }
@@ -199,7 +203,8 @@ label() {
 	local a=${alloc}
 	case $1 in
 	local) echo "all-local ($a)" ;;
-	tiered) echo "libtiered dram_limit:$budget" ;;
+	tiered) echo "libtiered dram_limit:$budget, $block blocks, tcp" ;;
+	tiered_shm) echo "libtiered dram_limit:$budget, $block blocks, shm" ;;
 	swap) echo "swap file, memcg $budget ($a)" ;;
 	zram) echo "zram swap, memcg $budget ($a)" ;;
 	memtier) echo "memtier DRAM:far 1:3" ;;
@@ -213,7 +218,9 @@ run_one() {
 	[ -n "$alloc_lib" ] && envs=(LD_PRELOAD="$alloc_lib")
 	case $c in
 	tiered) envs=(LD_PRELOAD="$preload"
-		TIERED_CONF="dram_limit:$budget_b,cxl_node:none,remote:spawn,spawn_provider:tcp") ;;
+		TIERED_CONF="dram_limit:$budget_b,cxl_node:none,remote:spawn,spawn_provider:tcp,block_size:$block") ;;
+	tiered_shm) envs=(LD_PRELOAD="$preload"
+		TIERED_CONF="dram_limit:$budget_b,cxl_node:none,remote:spawn,spawn_provider:shm,block_size:$block") ;;
 	memtier) envs=(LD_PRELOAD="$memtier_lib"
 		MEMKIND_MEM_TIERS="KIND:DRAM,RATIO:1;KIND:DAX_KMEM,RATIO:3;POLICY:STATIC_RATIO") ;;
 	swap) dev=$swapfile ;;
@@ -277,27 +284,41 @@ base = by.get("local") or []
 b_before, b_after = med([r["ops_before"] for r in base]), med([r["ops_after"] for r in base])
 def ratio(x, y):
     return "%.2f" % (x / y) if base and y == y and y > 0 else "-"
+swp = by.get("swap") or []
+s_before, s_after = med([r["ops_before"] for r in swp]), med([r["ops_after"] for r in swp])
+def xswap(x, y):
+    return "%.1f" % (x / y) if swp and y == y and y > 0 else "-"
 print("| configuration | ops/s before | ops/s after | before / all-local | after / all-local "
-      "| recovery (s) | dip | DRAM hit proxy p1 / p2 | heap resident MiB (mean) "
-      "| oracle 4K / 64K / 2M | fill s |")
-print("|---|---:|---:|---:|---:|---:|---:|---|---:|---|---:|")
+      "| x swap file (before / after) | recovery (s) | dip | DRAM hit proxy p1 / p2 "
+      "| hit p2 / oracle p2 at the block size | hottest blocks resident (tenth / half / all) "
+      "| heap resident MiB (mean) | oracle 4K / 64K / 2M | fill s |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---|---:|")
+okey = {4096: "4k", 65536: "64k", 2097152: "2m"}
 for c, rs in by.items():
     if not rs:
-        print("| %s | failed | | | | | | | | | |" % labels[c]); continue
+        print("| %s | failed | | | | | | | | | | | | |" % labels[c]); continue
     bf, af = med([r["ops_before"] for r in rs]), med([r["ops_after"] for r in rs])
     rec = [r["recovery_s"] for r in rs]
     recs = "/".join(">%d" % (r["seconds"] - r["change_at"]) if x < 0 else str(x)
                     for x, r in zip(rec, rs))
     if "lib_hit" in rs[0]:
         hit = "%.4f / %.4f (fetches)" % (med([r["lib_hit"][0] for r in rs]), med([r["lib_hit"][1] for r in rs]))
+        p2 = [r["lib_hit"][1] for r in rs]
     else:
         hit = "%.4f / %.4f (majflt)" % (med([r["majflt_hit"][0] for r in rs]), med([r["majflt_hit"][1] for r in rs]))
+        p2 = [r["majflt_hit"][1] for r in rs]
+    hb = rs[0].get("hot_block", 4096)
+    ofrac = "%.2f" % med([h / r["oracle_p2"][okey.get(r.get("hot_block", 4096), "4k")]
+                          for h, r in zip(p2, rs)]) if c != "local" else "-"
+    hr = [r.get("hot_resident", [0, 0, 0]) for r in rs]
+    hot = "%.2f / %.2f / %.2f (%d K)" % (med([h[0] for h in hr]), med([h[1] for h in hr]),
+                                         med([h[2] for h in hr]), hb >> 10) if c != "local" else "-"
     o = lambda k: med([(r["oracle_p1"][k] + r["oracle_p2"][k]) / 2 for r in rs])
     res = med([(r["resident_mib_mean"][0] + r["resident_mib_mean"][1]) / 2 for r in rs])
-    print("| %s | %.0f | %.0f | %s | %s | %s | %.2f | %s | %.0f | %.3f / %.3f / %.3f | %.1f |" % (
-        labels[c], bf, af, ratio(bf, b_before), ratio(af, b_after), recs,
-        med([r["dip"] for r in rs]), hit, res, o("4k"), o("64k"), o("2m"),
-        med([r["fill_s"] for r in rs])))
+    print("| %s | %.0f | %.0f | %s | %s | %s / %s | %s | %.2f | %s | %s | %s | %.0f | %.3f / %.3f / %.3f | %.1f |" % (
+        labels[c], bf, af, ratio(bf, b_before), ratio(af, b_after), xswap(bf, s_before),
+        xswap(af, s_after), recs, med([r["dip"] for r in rs]), hit, ofrac, hot, res,
+        o("4k"), o("64k"), o("2m"), med([r["fill_s"] for r in rs])))
 # per-second series, one column per run
 cols = [(r["config"], r["round"], r["series"]) for c in by for r in by[c]]
 with open(series, "w") as f:
