@@ -67,7 +67,7 @@ bench_kv_bench_CFLAGS = -std=gnu11 $(WARN_CFLAGS)
 bench_kv_bench_LDFLAGS =
 bench_kv_bench_LDADD = -lpthread -lm -ldl
 
-EXTRA_DIST += bench/run-kv.sh
+EXTRA_DIST += bench/run-kv.sh bench/kv-report.png bench/kv-report.tsv
 CLEANFILES += bench/kv-results.md bench/kv-series.tsv bench/kv-series.json bench/kv-series.png
 
 .PHONY: bench
