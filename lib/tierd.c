@@ -367,6 +367,17 @@ long tierd_pass_all(void)
 	return moved;
 }
 
+/* ts_add_ms -- advance a CLOCK_MONOTONIC deadline by ms milliseconds */
+static void ts_add_ms(struct timespec *ts, long long ms)
+{
+	ts->tv_sec += (time_t)(ms / 1000);
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
 /* tierd_room -- an eviction batch ended: faults waiting for room look again */
 void tierd_room(void)
 {
@@ -389,23 +400,14 @@ bool tierd_wait_room(struct tiered_arena *a, uint64_t bytes)
 		return false;
 	struct timespec end;
 	clock_gettime(CLOCK_MONOTONIC, &end);
-	end.tv_sec += max_ms / 1000;
-	end.tv_nsec += (long)(max_ms % 1000) * 1000000L;
-	if (end.tv_nsec >= 1000000000L) {
-		end.tv_sec++;
-		end.tv_nsec -= 1000000000L;
-	}
+	ts_add_ms(&end, max_ms);
 	ATOMIC_ADD_RELAXED(&a->admit_waits, 1);
 	pthread_mutex_lock(&g_room_lock);
 	for (;;) {
 		tierd_kick();
 		struct timespec step;
 		clock_gettime(CLOCK_MONOTONIC, &step);
-		step.tv_nsec += 5000000L; /* look again at least every 5 ms */
-		if (step.tv_nsec >= 1000000000L) {
-			step.tv_sec++;
-			step.tv_nsec -= 1000000000L;
-		}
+		ts_add_ms(&step, 5); /* look again at least every 5 ms */
 		if (step.tv_sec > end.tv_sec || (step.tv_sec == end.tv_sec && step.tv_nsec > end.tv_nsec))
 			step = end;
 		int rc = pthread_cond_timedwait(&g_room_cv, &g_room_lock, &step);
@@ -503,13 +505,7 @@ static void heat_clock(struct timespec *last)
 		return;
 	int64_t ticks = ms / hl;
 	ATOMIC_ADD_RELAXED(&g_heat_tick, (uint32_t)(ticks > 16 ? 16 : ticks));
-	int64_t adv = ticks * hl;
-	last->tv_sec += adv / 1000;
-	last->tv_nsec += (long)(adv % 1000) * 1000000L;
-	if (last->tv_nsec >= 1000000000L) {
-		last->tv_sec++;
-		last->tv_nsec -= 1000000000L;
-	}
+	ts_add_ms(last, ticks * hl);
 }
 
 static void *tierd_main(void *arg)
@@ -526,12 +522,7 @@ static void *tierd_main(void *arg)
 		int ms = CONF_LOAD(g_conf.policy_interval_ms);
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += ms / 1000;
-		ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		ts_add_ms(&ts, ms);
 		while (!g_tierd_kicked)
 			if (pthread_cond_timedwait(&g_tierd_cv, &g_tierd_lock, &ts) == ETIMEDOUT)
 				break;
