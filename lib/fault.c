@@ -506,7 +506,13 @@ static void missing_fault(struct fctx *fc, uintptr_t addr)
 	/* a local block: fresh memory or a page given back; zeros from here to the block's end */
 	if (b->state & BLK_S_EVICTING)
 		b->state |= BLK_S_ABORT;
-	b->state &= (uint8_t)~BLK_S_CLEAN; /* the zero pages are not write-protected */
+	/*
+	 * The zero pages are not write-protected, so the block is no longer
+	 * wholly protected: an eviction must protect it again rather than trust
+	 * WP (the heat probe may have set WP on a block whose pages were not
+	 * there yet, and a decommit may have dropped protected pages).
+	 */
+	b->state &= (uint8_t) ~(BLK_S_CLEAN | BLK_S_WP | BLK_S_PROBE);
 	size_t len = base + bs - page;
 	if (len > ZERO_BUF)
 		len = ZERO_BUF;

@@ -17,7 +17,8 @@ unit_suites = \
 	tests/unit/check_preload \
 	tests/unit/check_proto \
 	tests/unit/check_tieredd \
-	tests/unit/check_remote
+	tests/unit/check_remote \
+	tests/unit/check_placement
 
 check_PROGRAMS += $(unit_suites) tests/unit/preload_child
 TESTS += $(unit_suites)
@@ -68,6 +69,12 @@ tests_unit_check_tieredd_LDADD = $(UNIT_CORE_LIBS)
 tests_unit_check_remote_SOURCES = tests/unit/check_remote.c tests/unit/unit.h
 tests_unit_check_remote_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_remote_LDADD = $(UNIT_CORE_LIBS) -lpthread
+
+# Which blocks stay in DRAM (hot set, cold set, streaming scan), with a spawned
+# $TIEREDD; residency read with move_pages(2).
+tests_unit_check_placement_SOURCES = tests/unit/check_placement.c tests/unit/unit.h
+tests_unit_check_placement_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_placement_LDADD = $(UNIT_CORE_LIBS) -lpthread
 
 # Run by check_preload under LD_PRELOAD; links nothing of libtiered.
 tests_unit_preload_child_SOURCES = tests/unit/preload_child.c
