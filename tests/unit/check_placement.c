@@ -5,6 +5,9 @@
  * cycles through DRAM, and while a buffer hinted TIERED_ADV_STREAMING is
  * written once.  Residency is read from the kernel with move_pages(2) (a
  * status query, nothing is moved), before the hot pages are touched again.
+ * Also: the default arena's budget changed at run time through
+ * tiered_ctl("opt.dram_limit"), and a regression test that a block's
+ * write-protect flag matches its pages.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -450,6 +453,80 @@ START_TEST(test_wp_state_matches_pages)
 }
 END_TEST
 
+/* the default arena's DRAM use, by its ctl name (opt.dram_limit is its budget) */
+static uint64_t default_stat(const char *tier, const char *field)
+{
+	char name[128];
+	uint64_t v = 0;
+	size_t len = sizeof v;
+	snprintf(name, sizeof name, "arena.0.%s.%s", tier, field);
+	ck_assert_msg(tiered_ctl(name, &v, &len, NULL, 0) == 0, "%s: %s", name, tiered_errormsg());
+	return v;
+}
+
+static void set_dram_limit(size_t lim)
+{
+	ck_assert_msg(tiered_ctl("opt.dram_limit", NULL, NULL, &lim, sizeof lim) == 0, "%s",
+		      tiered_errormsg());
+	for (int k = 0; k < 4; k++)
+		policy_run();
+}
+
+/*
+ * Budgets changed at run time through tiered_ctl("opt.dram_limit"): lowering
+ * it evicts the default arena down to it, raising it lets the blocks come
+ * back and stay, lowering it again evicts again; no byte changes.
+ */
+START_TEST(test_budget_changes_at_run_time)
+{
+	enum { N = 16 };
+	size_t sz = 2UL << 20, slack = 2UL << 20; /* the default arena's blocks are 2 MiB */
+	uint64_t *p[N];
+	for (size_t b = 0; b < N; b++) {
+		p[b] = tiered_malloc(NULL, sz);
+		ck_assert_ptr_nonnull(p[b]);
+		fill(p[b], sz, TAG_COLD(b), 1);
+	}
+	ck_assert_uint_eq(default_stat("remote", "evictions"), 0);
+
+	set_dram_limit(8UL << 20);
+	uint64_t ev1 = default_stat("remote", "evictions"), dram1 = default_stat("dram", "resident_bytes");
+	ck_assert_msg(ev1 >= 8, "lowering opt.dram_limit to 8 MiB evicted %llu blocks of 16",
+		      (unsigned long long)ev1);
+	ck_assert_msg(dram1 <= (8UL << 20) + slack, "DRAM %llu after lowering the limit to 8 MiB",
+		      (unsigned long long)dram1);
+
+	set_dram_limit(64UL << 20);
+	size_t bad = 0;
+	for (size_t b = 0; b < N; b++) /* every block comes back, under the new budget */
+		bad += bad_words(p[b], sz, TAG_COLD(b), 1);
+	for (int k = 0; k < 4; k++)
+		policy_run();
+	uint64_t ev2 = default_stat("remote", "evictions") + default_stat("remote", "clean_drops");
+	ck_assert_msg(default_stat("remote", "fetches") >= 8, "only %llu fetches for %llu evictions",
+		      (unsigned long long)default_stat("remote", "fetches"), (unsigned long long)ev1);
+	ck_assert_msg(ev2 == ev1, "blocks were evicted under a 64 MiB budget (%llu, then %llu)",
+		      (unsigned long long)ev1, (unsigned long long)ev2);
+	ck_assert_msg(default_stat("dram", "resident_bytes") >= (uint64_t)N * sz,
+		      "not all back in DRAM: %llu",
+		      (unsigned long long)default_stat("dram", "resident_bytes"));
+
+	set_dram_limit(4UL << 20);
+	uint64_t ev3 = default_stat("remote", "evictions") + default_stat("remote", "clean_drops");
+	ck_assert_msg(ev3 >= ev2 + 12, "lowering to 4 MiB evicted %llu more blocks",
+		      (unsigned long long)(ev3 - ev2));
+	ck_assert_msg(default_stat("dram", "resident_bytes") <= (4UL << 20) + slack,
+		      "DRAM %llu after lowering the limit to 4 MiB",
+		      (unsigned long long)default_stat("dram", "resident_bytes"));
+	for (size_t b = 0; b < N; b++) {
+		bad += bad_words(p[b], sz, TAG_COLD(b), 1);
+		tiered_free(p[b]);
+	}
+	ck_assert_msg(bad == 0, "%zu bad words", bad);
+	set_dram_limit(0);
+}
+END_TEST
+
 static Suite *placement_suite(void)
 {
 	Suite *s = suite_create("placement");
@@ -459,6 +536,7 @@ static Suite *placement_suite(void)
 	tcase_add_test(tc, test_hot_set_stays);
 	tcase_add_test(tc, test_streaming_scan_spares_hot);
 	tcase_add_test(tc, test_wp_state_matches_pages);
+	tcase_add_test(tc, test_budget_changes_at_run_time);
 	suite_add_tcase(s, tc);
 	return s;
 }
