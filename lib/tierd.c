@@ -207,7 +207,7 @@ static uint16_t dram_floor(struct tiered_arena *a)
  * shows only when the block comes back from the remote tier.  Only regions
  * registered with the userfaultfd (some block went remote) are probed.
  */
-#define PROBE_CHUNK 32 /* blocks per region-lock hold */
+#define PROBE_CHUNK 8 /* blocks per region-lock hold */
 static void heat_probe(struct tiered_arena *a, size_t max)
 {
 	if (max == 0 || !fault_active())
@@ -215,10 +215,19 @@ static void heat_probe(struct tiered_arena *a, size_t max)
 	struct timespec c0, c1;
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
 	size_t pos = a->probe_pos, done = 0, ord = 0;
+	/*
+	 * The arena lock (which extent hooks take to carve) is held only to
+	 * read the region list; regions go away only with the arena, which
+	 * takes the pass lock this pass holds.
+	 */
 	pthread_mutex_lock(&a->lock);
 	struct tiered_region *r = a->regions;
-	for (; r && done < max; r = r->next) {
+	pthread_mutex_unlock(&a->lock);
+	while (r && done < max) {
+		pthread_mutex_lock(&a->lock);
 		size_t nb = (r->bump + ((size_t)1 << r->block_shift) - 1) >> r->block_shift;
+		struct tiered_region *next = r->next;
+		pthread_mutex_unlock(&a->lock);
 		size_t bs = (size_t)1 << r->block_shift;
 		size_t i = pos > ord ? pos - ord : 0;
 		while (i < nb && done < max && ATOMIC_LOAD_ACQUIRE(&r->uffd)) {
@@ -241,8 +250,8 @@ static void heat_probe(struct tiered_arena *a, size_t max)
 			break;
 		}
 		ord += nb;
+		r = next;
 	}
-	pthread_mutex_unlock(&a->lock);
 	a->probe_pos = r ? pos : 0; /* at the end: from the start next time */
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
 	ATOMIC_ADD_RELAXED(&g_heat_probes, done);
