@@ -52,7 +52,8 @@ TIERED_HIDDEN const struct conf_def g_conf_defs[] = {
 	 "shorter follows a moving hot set sooner, longer tells warm from cold better"},
 	{"promote_heat", CONF_INT, "4", 0, 64, NULL, CONF_RUNTIME, OFF(promote_heat),
 	 "accesses (decayed) that make a CXL block hot enough to promote to DRAM, and a block "
-	 "fetched from the remote tier hot enough to go to DRAM rather than CXL; 0: by hints only"},
+	 "fetched from the remote tier hot enough to take DRAM past its high watermark rather than "
+	 "go to CXL; 0: by hints only"},
 	{"admit_wait_ms", CONF_INT, "100", 0, 10000, NULL, CONF_RUNTIME, OFF(admit_wait_ms),
 	 "longest a fault on an evicted block waits for an eviction to make room under the "
 	 "budget before it brings the block back over the budget; 0 never waits"},

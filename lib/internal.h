@@ -359,7 +359,8 @@ TIERED_HIDDEN int policy_place_new(const struct policy_budget *b, uint64_t bytes
  * is a CXL tier; otherwise the fault waits for an eviction (lib/tierd.c).
  */
 TIERED_HIDDEN bool policy_admit(const struct policy_budget *b, uint64_t bytes);
-/* Tier for a block fetched back: DRAM when it is hot (heat at least promote_heat) and fits. */
+/* Tier for a block fetched back: as a new block, but with a CXL tier a block not yet hot
+ * (heat under promote_heat) goes to CXL rather than past DRAM's high watermark. */
 TIERED_HIDDEN int policy_place_fetched(const struct policy_budget *b, uint64_t bytes, uint16_t heat,
 				       uint16_t promote_heat);
 /* Has DRAM no room for one more block under the high watermark (work for the thread)? */

@@ -41,16 +41,18 @@ bool policy_admit(const struct policy_budget *b, uint64_t bytes)
 
 /*
  * policy_place_fetched -- a block read back from the remote tier goes where a
- * new one would, except that with a CXL tier a cold block (heat under
- * promote_heat: it came back once, it may not stay hot) goes to CXL while
- * CXL has room, keeping DRAM for blocks that proved hot.
+ * new one would, except that, with a CXL tier, a block that is not yet hot
+ * (heat under promote_heat: it came back once) goes to CXL rather than take
+ * DRAM past its high watermark, which would start demoting blocks that may
+ * be hotter.  Hot blocks, and cold ones while DRAM is below the watermark,
+ * go to DRAM as new blocks do.
  */
 int policy_place_fetched(const struct policy_budget *b, uint64_t bytes, uint16_t heat,
 			 uint16_t promote_heat)
 {
 	int t = policy_place_new(b, bytes);
 	if (t == BLK_DRAM && b->has_cxl && promote_heat && heat < promote_heat &&
-	    (b->cxl_limit == 0 || b->cxl_used + bytes <= b->cxl_limit))
+	    policy_over_high(b) && (b->cxl_limit == 0 || b->cxl_used + bytes <= b->cxl_limit))
 		return BLK_CXL;
 	return t;
 }

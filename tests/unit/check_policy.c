@@ -517,15 +517,25 @@ END_TEST
 START_TEST(test_place_fetched)
 {
 	uint16_t ph = 4 * HEAT_EVENT;
-	struct policy_budget b = budget(0, 64 * MiB, 0, 0, true, 85);
+	/* DRAM below its high watermark (90%): hot or not, to DRAM */
+	struct policy_budget b = budget_hl(0, 64 * MiB, 0, 0, true, 90, 80);
+	b.block_bytes = 4096;
 	ck_assert_tier(policy_place_fetched(&b, 4096, ph, ph), BLK_DRAM);
+	ck_assert_tier(policy_place_fetched(&b, 4096, 0, ph), BLK_DRAM);
+	/* past the watermark: a cold block goes to CXL, a hot one to DRAM */
+	b.dram_used = 60 * MiB;
 	ck_assert_tier(policy_place_fetched(&b, 4096, ph - 1, ph), BLK_CXL);
+	ck_assert_tier(policy_place_fetched(&b, 4096, ph, ph), BLK_DRAM);
 	ck_assert_tier(policy_place_fetched(&b, 4096, 0, 0), BLK_DRAM); /* heat off */
 	b.has_cxl = false;
 	ck_assert_tier(policy_place_fetched(&b, 4096, 0, ph), BLK_DRAM);
-	b = budget(64 * MiB, 64 * MiB, 8 * MiB, 8 * MiB, true, 85); /* both full */
-	ck_assert_tier(policy_place_fetched(&b, 4096, HEAT_MAX, ph), BLK_DRAM);
-	b.cxl_used = 0; /* DRAM full: even a hot block goes to CXL */
+	/* CXL full: the cold block stays on DRAM, under its limit */
+	b = budget_hl(60 * MiB, 64 * MiB, 8 * MiB, 8 * MiB, true, 90, 80);
+	b.block_bytes = 4096;
+	ck_assert_tier(policy_place_fetched(&b, 4096, 0, ph), BLK_DRAM);
+	/* DRAM full: even a hot block goes to CXL, which has room */
+	b = budget_hl(64 * MiB, 64 * MiB, 0, 8 * MiB, true, 90, 80);
+	b.block_bytes = 4096;
 	ck_assert_tier(policy_place_fetched(&b, 4096, HEAT_MAX, ph), BLK_CXL);
 }
 END_TEST
