@@ -375,10 +375,8 @@ static void fetched(size_t k, void *arg)
 	uint32_t ph = (uint32_t)CONF_LOAD(g_conf.promote_heat) * HEAT_EVENT;
 	fault_lock(r);
 	struct tiered_block *b = &r->blocks[f->i];
-	if (fb->demand && k == 0) {
+	if (fb->demand && k == 0)
 		block_heat_event(b, 1); /* a demand fetch is an access; a prefetch is a guess */
-		ATOMIC_ADD_RELAXED(&g_heat_events, 1);
-	}
 	int tier = policy_place_fetched(&pb, bs, block_heat(b), (uint16_t)(ph > HEAT_MAX ? HEAT_MAX : ph));
 	if (a->cxl_node >= 0)
 		(void)numa_bind_range((void *)base, bs, tier, a->cxl_node);
@@ -496,7 +494,6 @@ static void missing_fault(struct fctx *fc, uintptr_t addr)
 		struct policy_budget pb = arena_budget(r->arena);
 		block_set_tier_locked(r, i, policy_place_new(&pb, bs));
 		block_heat_event(b, 1);
-		ATOMIC_ADD_RELAXED(&g_heat_events, 1);
 		b->state = 0;
 		pthread_mutex_unlock(&r->lock);
 		ATOMIC_ADD_RELAXED(&g_zero_fills, 1);
@@ -542,7 +539,6 @@ static void wp_fault(uintptr_t addr)
 	}
 	if (blk_local(b->tier) || b->tier == BLK_FREE) {
 		block_heat_event(b, 1); /* written */
-		ATOMIC_ADD_RELAXED(&g_heat_events, 1);
 		if (b->state & BLK_S_PROBE)
 			ATOMIC_ADD_RELAXED(&g_heat_probe_hits, 1);
 		b->state &= (uint8_t) ~(BLK_S_CLEAN | BLK_S_WP | BLK_S_PROBE);

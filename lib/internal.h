@@ -334,6 +334,9 @@ struct policy_budget {
 #define HEAT_EVENT 1024u
 #define HEAT_MAX 0xFFFFu
 extern TIERED_HIDDEN _Atomic uint32_t g_heat_tick;
+/* heat tracking: blocks probed, probes that saw a write, accesses counted, probe CPU */
+extern TIERED_HIDDEN _Atomic uint64_t g_heat_probes, g_heat_probe_hits, g_heat_events,
+	g_heat_probe_ns;
 /* heat stored at tick `then`, seen at tick `now` */
 TIERED_HIDDEN uint16_t policy_heat_now(uint16_t heat, uint16_t then, uint16_t now);
 /* heat plus events accesses, saturating */
@@ -348,6 +351,7 @@ static inline void block_heat_event(struct tiered_block *b, unsigned events)
 	uint16_t t = (uint16_t)ATOMIC_LOAD_RELAXED(&g_heat_tick);
 	b->heat = policy_heat_add(policy_heat_now(b->heat, b->heat_tick, t), events);
 	b->heat_tick = t;
+	ATOMIC_ADD_RELAXED(&g_heat_events, events);
 }
 /* A snapshot of an arena's budgets and use (lib/arena.c). */
 TIERED_HIDDEN struct policy_budget arena_budget(struct tiered_arena *a);
@@ -395,9 +399,6 @@ TIERED_HIDDEN void tierd_unlock_passes(void);
 TIERED_HIDDEN void tierd_postfork_parent(void);
 TIERED_HIDDEN void tierd_restart_if_forked(void);
 extern TIERED_HIDDEN _Atomic uint64_t g_passes, g_busy_pages, g_policy_cpu_ns;
-/* heat tracking: blocks probed, probes that saw a write, faults counted as accesses */
-extern TIERED_HIDDEN _Atomic uint64_t g_heat_probes, g_heat_probe_hits, g_heat_events,
-	g_heat_probe_ns;
 /* Admission (fault threads): wait up to admit_wait_ms for room for bytes; true if it waited. */
 TIERED_HIDDEN bool tierd_wait_room(struct tiered_arena *a, uint64_t bytes);
 /* An eviction batch ended: wake the faults waiting for room. */
