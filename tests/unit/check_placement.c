@@ -543,16 +543,5 @@ static Suite *placement_suite(void)
 
 int main(void)
 {
-	const char *tieredd = getenv("TIEREDD");
-	if (!tieredd || access(tieredd, X_OK) != 0) {
-		fprintf(stderr, "check_placement: set TIEREDD to server/tieredd (make check does)\n");
-		return 99;
-	}
-	static char conf[4096];
-	snprintf(conf, sizeof conf,
-		 "remote:spawn,spawn_provider:tcp,tieredd_path:%s,cxl_node:none,"
-		 "policy_interval_ms:10,log_level:warn",
-		 tieredd);
-	setenv("TIERED_CONF", conf, 1);
-	return unit_run(placement_suite());
+	return unit_run_remote("check_placement", placement_suite());
 }

@@ -182,16 +182,5 @@ static Suite *remote_suite(void)
 
 int main(void)
 {
-	const char *tieredd = getenv("TIEREDD");
-	if (!tieredd || access(tieredd, X_OK) != 0) {
-		fprintf(stderr, "check_remote: set TIEREDD to server/tieredd (make check does)\n");
-		return 99;
-	}
-	static char conf[4096];
-	snprintf(conf, sizeof conf,
-		 "remote:spawn,spawn_provider:tcp,tieredd_path:%s,cxl_node:none,"
-		 "policy_interval_ms:10,log_level:warn",
-		 tieredd);
-	setenv("TIERED_CONF", conf, 1);
-	return unit_run(remote_suite());
+	return unit_run_remote("check_remote", remote_suite());
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Assert that hay contains needle, printing both when it does not. */
 #define ck_assert_str_has(hay, needle)                                                             \
@@ -145,6 +146,28 @@ static inline int unit_run(Suite *s)
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+/*
+ * Suites of the remote tier: remote:spawn with $TIEREDD (set by make check),
+ * over tcp, with a fast placement thread, then run suite s.  Without TIEREDD
+ * the suite is a hard error (99): it must not pass by testing nothing.
+ */
+static inline int unit_run_remote(const char *name, Suite *s)
+{
+	const char *tieredd = getenv("TIEREDD");
+	if (!tieredd || access(tieredd, X_OK) != 0) {
+		fprintf(stderr, "%s: set TIEREDD to server/tieredd (make check does)\n", name);
+		(void)s; /* not run */
+		return 99;
+	}
+	static char conf[4096];
+	snprintf(conf, sizeof conf,
+		 "remote:spawn,spawn_provider:tcp,tieredd_path:%s,cxl_node:none,"
+		 "policy_interval_ms:10,log_level:warn",
+		 tieredd);
+	setenv("TIERED_CONF", conf, 1);
+	return unit_run(s);
 }
 
 #endif /* TIERED_UNIT_H */
