@@ -87,6 +87,7 @@ static int begin_locked(struct tiered_region *r, size_t i)
 		b->state = 0;
 		ATOMIC_ADD_RELAXED(&r->arena->clean_drops, 1);
 		ATOMIC_ADD_RELAXED(&r->arena->evicted_bytes, used);
+		TRACE(evict, base, bs, 2);
 		return E_DONE;
 	}
 	b->state = (uint8_t)((b->state & ~(BLK_S_ABORT | BLK_S_CLEAN)) | BLK_S_EVICTING);
@@ -137,6 +138,7 @@ static bool finish_locked(struct ev *e, bool ok)
 		ATOMIC_ADD_RELAXED(&a->evictions, 1);
 	}
 	ATOMIC_ADD_RELAXED(&a->evicted_bytes, used);
+	TRACE(evict, base, bs, e->what == E_ZERO);
 	b->state = 0;
 	return true;
 }
@@ -195,8 +197,11 @@ static long batch(struct evict_cand *c, size_t n, bool *full)
 		ev[k].item = &items[nw];
 		nw++;
 	}
-	if (nw)
-		(void)rio_write(g_io, items, nw, NULL, NULL);
+	if (nw) {
+		TRACE(writeback_start, nw);
+		int rc = rio_write(g_io, items, nw, NULL, NULL);
+		TRACE(writeback_end, nw, rc);
+	}
 	for (size_t k = 0; k < n; k++) {
 		if (ev[k].what == E_SKIP || ev[k].what == E_DONE)
 			continue;

@@ -392,6 +392,7 @@ static void fetched(size_t k, void *arg)
 	fault_wake(base, bs);
 	ATOMIC_ADD_RELAXED(&a->fetches, 1);
 	ATOMIC_ADD_RELAXED(&a->fetched_bytes, used);
+	TRACE(fetch, base, bs, tier, (int)(fb->demand && k == 0));
 	if (fb->demand && k > 0)
 		ATOMIC_ADD_RELAXED(&a->prefetches, 1);
 }
@@ -621,10 +622,13 @@ static void handle(struct fctx *fc, const struct uffd_msg *msg, size_t n)
 		if (msg[k].event != UFFD_EVENT_PAGEFAULT)
 			continue;
 		uintptr_t addr = (uintptr_t)msg[k].arg.pagefault.address;
-		if (msg[k].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
+		int wp = !!(msg[k].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP);
+		TRACE(fault_start, addr, wp);
+		if (wp)
 			wp_fault(addr);
 		else
 			missing_fault(fc, addr);
+		TRACE(fault_end, addr, wp);
 	}
 	pthread_rwlock_unlock(&g_quiesce);
 }

@@ -44,6 +44,22 @@
 #define TIERED_MAX_JE_ARENAS 64 /* jemalloc arenas behind one tiered arena */
 #define TIERED_TLS_TCACHES 64	/* arenas with a per-thread cache; others go uncached */
 
+/*
+ * Trace points: USDT probes of provider "libtiered" (perf, bpftrace,
+ * systemtap can attach to them in the built library; each is a nop until
+ * then).  Listed in tiered(7), TRACE POINTS.  Without sys/sdt.h at build
+ * time they compile to nothing.
+ */
+#ifdef TIERED_USDT
+#define SDT_USE_VARIADIC 1
+#include <sys/sdt.h>
+#define TRACE(name, ...) STAP_PROBEV(libtiered, name, ##__VA_ARGS__)
+#else
+#define TRACE(name, ...) \
+	do {             \
+	} while (0)
+#endif
+
 /* ==== lib/log.c ============================================================ */
 enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 extern TIERED_HIDDEN _Atomic int g_log_level;

@@ -98,9 +98,11 @@ static long move_blocks(struct tiered_arena *a, struct cand *c, size_t n, int ti
 		if (tier == BLK_CXL) {
 			ATOMIC_ADD_RELAXED(&a->demotions, 1);
 			ATOMIC_ADD_RELAXED(&a->demoted_bytes, used);
+			TRACE(demote, block_addr(c[k].r, c[k].i), bs);
 		} else {
 			ATOMIC_ADD_RELAXED(&a->promotions, 1);
 			ATOMIC_ADD_RELAXED(&a->promoted_bytes, used);
+			TRACE(promote, block_addr(c[k].r, c[k].i), bs);
 		}
 	}
 	return moved_blocks;
@@ -411,6 +413,7 @@ bool tierd_wait_room(struct tiered_arena *a, uint64_t bytes)
 	clock_gettime(CLOCK_MONOTONIC, &end);
 	ts_add_ms(&end, max_ms);
 	ATOMIC_ADD_RELAXED(&a->admit_waits, 1);
+	TRACE(admit_wait, a->id, bytes);
 	pthread_mutex_lock(&g_room_lock);
 	for (;;) {
 		tierd_kick();

@@ -7,6 +7,7 @@ AM_TESTS_ENVIRONMENT = \
 	abs_top_srcdir='$(abs_top_srcdir)'; export abs_top_srcdir; \
 	TIERED_PRELOAD='$(abs_top_builddir)/.libs/libtiered_preload.so'; export TIERED_PRELOAD; \
 	TIEREDD='$(abs_top_builddir)/server/tieredd'; export TIEREDD; \
+	LIBTIERED_USDT='$(HAVE_USDT)'; export LIBTIERED_USDT; \
 	LIBTIERED_SANITIZED='$(LIBTIERED_SANITIZED)'; export LIBTIERED_SANITIZED; \
 	TSAN_OPTIONS='suppressions=$(abs_top_srcdir)/tests/tsan.supp report_mutex_bugs=0 detect_deadlocks=0 die_after_fork=0'; export TSAN_OPTIONS; \
 	CK_DEFAULT_TIMEOUT=120; export CK_DEFAULT_TIMEOUT;

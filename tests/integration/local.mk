@@ -11,7 +11,8 @@ integration_tests = \
 	tests/integration/sqlite.sh \
 	tests/integration/sort.sh \
 	tests/integration/remote.sh \
-	tests/integration/remote-fork.sh
+	tests/integration/remote-fork.sh \
+	tests/integration/usdt.sh
 
 TESTS += $(integration_tests)
 dist_check_SCRIPTS += $(integration_tests)
