@@ -87,7 +87,7 @@ static int begin_locked(struct tiered_region *r, size_t i)
 		b->state = 0;
 		ATOMIC_ADD_RELAXED(&r->arena->clean_drops, 1);
 		ATOMIC_ADD_RELAXED(&r->arena->evicted_bytes, used);
-		TRACE(evict, base, bs, 2);
+		TRACE(evict_clean, base, bs);
 		return E_DONE;
 	}
 	b->state = (uint8_t)((b->state & ~(BLK_S_ABORT | BLK_S_CLEAN)) | BLK_S_EVICTING);

@@ -1,7 +1,8 @@
 #!/bin/sh
 # usdt.sh -- the USDT trace points listed in tiered(7) are in the built
-# libraries (readelf -n shows one stapsdt note per probe site, provider
-# "libtiered").  Skipped (77) when configure found no sys/sdt.h.
+# libraries, one site each (readelf -n shows one stapsdt note per probe
+# site, provider "libtiered"), and no others.  Skipped (77) when configure
+# found no sys/sdt.h.
 set -eu
 . "${top_srcdir:-.}/tests/integration/common.sh"
 
@@ -9,7 +10,7 @@ set -eu
 command -v readelf >/dev/null || skip "no readelf"
 lib=$abs_top_builddir/.libs/libtiered.so
 
-want="fault_start fault_end fetch evict writeback_start writeback_end promote demote admit_wait"
+want="fault_start fault_end fetch evict evict_clean writeback_start writeback_end promote demote admit_wait"
 fail=0
 for lib in "$lib" "$TIERED_PRELOAD"; do
 	notes=$(readelf -n "$lib" 2>/dev/null)
@@ -18,8 +19,9 @@ for lib in "$lib" "$TIERED_PRELOAD"; do
 			/Provider:/ { prov = $2 }
 			/Name:/ { if (prov == "libtiered" && $2 == p) c++ }
 			END { print c + 0 }')
-		if [ "$n" -lt 1 ]; then
-			echo "usdt.sh: $(basename "$lib"): no probe libtiered:$p"
+		if [ "$n" -ne 1 ]; then
+			# one site per name: perf probe attaches to the first site of a name only
+			echo "usdt.sh: $(basename "$lib"): $n sites of probe libtiered:$p (want 1)"
 			fail=1
 		fi
 	done
