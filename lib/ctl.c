@@ -215,7 +215,8 @@ TIERED_EXPORT int tiered_ctl(const char *name, void *oldp, size_t *oldlenp, cons
 	static const struct {
 		const char *name;
 		_Atomic uint64_t *v;
-	} fork_counts[] = {{"remote.fork_children", &g_fork_children},
+	} counters[] = { /* read-only uint64_t counters */
+			   {"remote.fork_children", &g_fork_children},
 			   {"remote.fork_blocks_served", &g_fork_served},
 			   {"remote.fork_blocks_pushed", &g_fork_pushed},
 			   {"policy.passes", &g_passes},
@@ -224,11 +225,11 @@ TIERED_EXPORT int tiered_ctl(const char *name, void *oldp, size_t *oldlenp, cons
 			   {"policy.heat.probes", &g_heat_probes},
 			   {"policy.heat.probe_hits", &g_heat_probe_hits},
 			   {"policy.heat.probe_cpu_ns", &g_heat_probe_ns}};
-	for (size_t k = 0; k < sizeof fork_counts / sizeof fork_counts[0]; k++)
-		if (strcmp(name, fork_counts[k].name) == 0) {
+	for (size_t k = 0; k < sizeof counters / sizeof counters[0]; k++)
+		if (strcmp(name, counters[k].name) == 0) {
 			if (newp)
 				return set_error(-EPERM, "%s: read-only", name);
-			uint64_t v = ATOMIC_LOAD_RELAXED(fork_counts[k].v);
+			uint64_t v = ATOMIC_LOAD_RELAXED(counters[k].v);
 			return out_value(name, oldp, oldlenp, &v, sizeof v);
 		}
 	if (strcmp(name, "policy.heat.tracker") == 0) {
