@@ -638,7 +638,7 @@ static void handle(struct fctx *fc, const struct uffd_msg *msg, size_t n)
 static void *fault_main(void *arg)
 {
 	bool first = (uintptr_t)arg == 0; /* also serves forked children */
-	t_rt |= RT_INTERNAL;
+	runtime_thread_enter();
 	struct fctx fc = {0};
 	fc.cap = 1 + 64; /* prefetch is runtime-writable up to 64 */
 	fc.io = rio_open(fc.cap * ZERO_BUF);

@@ -786,7 +786,7 @@ static bool lock_out_region(struct tiered_region *r, void *arg)
 static void *guardian_main(void *arg)
 {
 	(void)arg;
-	t_rt |= RT_INTERNAL;
+	runtime_thread_enter();
 	int sock = g_guard_sock, ufd = -1;
 	char what = 0;
 	uintptr_t at = 0;

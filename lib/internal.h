@@ -575,5 +575,7 @@ extern TIERED_HIDDEN __thread int t_in_init __attribute__((tls_model("initial-ex
 TIERED_HIDDEN void runtime_report_conf_error(const char *msg, void *arg);
 /* Start a detached runtime thread (signals blocked, RT_INTERNAL); 0 or an error number. */
 TIERED_HIDDEN int runtime_thread_start(void *(*fn)(void *), void *arg, const char *name);
+/* The first call of every runtime thread: RT_INTERNAL, and the C locale (see runtime.c). */
+TIERED_HIDDEN void runtime_thread_enter(void);
 
 #endif /* TIERED_INTERNAL_H */

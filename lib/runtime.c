@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jemalloc/jemalloc.h>
+#include <locale.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -56,6 +57,24 @@ int runtime_thread_start(void *(*fn)(void *), void *arg, const char *name)
 	if (rc == 0)
 		(void)pthread_setname_np(tid, name);
 	return rc;
+}
+
+/*
+ * runtime_thread_enter -- mark the calling runtime thread RT_INTERNAL and give
+ * it the C locale.  The process's locale is the program's: a setlocale() made
+ * by the program allocates the locale's data in the program's heap, where it
+ * can be evicted like any other block, and libc reads it in strcasecmp(),
+ * tolower() or printf().  A fault thread that read it would wait on its own
+ * fault for ever (seen: libfabric's tcp provider calls strcasestr() on every
+ * RMA post).  newlocale() of "C" returns glibc's static C locale: no
+ * allocation, nothing to free.
+ */
+void runtime_thread_enter(void)
+{
+	t_rt |= RT_INTERNAL;
+	locale_t c = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+	if (c != (locale_t)0)
+		(void)uselocale(c);
 }
 
 void runtime_report_conf_error(const char *msg, void *arg)

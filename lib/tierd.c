@@ -523,7 +523,7 @@ static void heat_clock(struct timespec *last)
 static void *tierd_main(void *arg)
 {
 	(void)arg;
-	t_rt |= RT_INTERNAL;
+	runtime_thread_enter();
 	struct timespec heat_last;
 	clock_gettime(CLOCK_MONOTONIC, &heat_last);
 	/* listed servers are connected at start-up, so a missing one is said at once */
