@@ -71,6 +71,9 @@ TIERED_HIDDEN const struct conf_def g_conf_defs[] = {
 	 "statistics written at exit: none, text or json"},
 	{"stats_file", CONF_STRING, "", 0, CONF_STRING_MAX - 1, NULL, CONF_RUNTIME,
 	 OFF(stats_file), "file the exit statistics go to (empty: stderr)"},
+	{"stats_dir", CONF_STRING, "/dev/shm", 0, CONF_STRING_MAX - 1, NULL, 0, OFF(stats_dir),
+	 "directory of the stats page libtiered.PID.stats that tieredstat(1) reads (empty: no "
+	 "page)"},
 	{"remote", CONF_REMOTE, "spawn", 0, CONF_STRING_MAX - 1, NULL, 0, OFF(remote),
 	 "remote spill tier: none; spawn (a private tieredd on 127.0.0.1, started when the first "
 	 "block must go remote, ended with the process); or provider://host:port (provider tcp, "

@@ -199,7 +199,9 @@ static long batch(struct evict_cand *c, size_t n, bool *full)
 	}
 	if (nw) {
 		TRACE(writeback_start, nw);
+		uint64_t t0 = mono_ns();
 		int rc = rio_write(g_io, items, nw, NULL, NULL);
+		lat_record(STATPAGE_LAT_WRITEBACK, mono_ns() - t0);
 		TRACE(writeback_end, nw, rc);
 	}
 	for (size_t k = 0; k < n; k++) {

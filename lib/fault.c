@@ -338,6 +338,7 @@ struct fetch_batch {
 	struct fetch *f;
 	struct rio_item *it;
 	bool demand; /* f[0] is a faulting block: losing it is fatal; the rest are ahead */
+	uint64_t t0; /* when the read was posted */
 };
 
 static _Atomic uint64_t g_fetch_errors;
@@ -390,6 +391,8 @@ static void fetched(size_t k, void *arg)
 	uint32_t used = b->used;
 	pthread_mutex_unlock(&r->lock);
 	fault_wake(base, bs);
+	if (fb->demand && k == 0) /* the faulting thread runs again: its wait ends here */
+		lat_record(STATPAGE_LAT_FETCH, mono_ns() - fb->t0);
 	ATOMIC_ADD_RELAXED(&a->fetches, 1);
 	ATOMIC_ADD_RELAXED(&a->fetched_bytes, used);
 	TRACE(fetch, base, bs, tier, (int)(fb->demand && k == 0));
@@ -408,7 +411,7 @@ static void fetch_blocks(struct fctx *fc, struct fetch *f, size_t n, bool demand
 		if (bs > bs_max)
 			bs_max = bs;
 	}
-	struct fetch_batch fb = {fc, f, it, demand};
+	struct fetch_batch fb = {fc, f, it, demand, mono_ns()};
 	(void)rio_read(fc->io, it, n, fetched, &fb);
 }
 

@@ -22,6 +22,7 @@
 #include <stdio.h>
 
 #include "tiered.h"
+#include "statpage.h"
 
 #define TIERED_HIDDEN __attribute__((visibility("hidden")))
 #define likely(x) __builtin_expect(!!(x), 1)
@@ -112,6 +113,7 @@ struct tiered_conf {
 	size_t spawn_capacity;		   /* capacity of a spawned tieredd */
 	int spawn_provider;		   /* 0 tcp, 1 shm */
 	char tieredd_path[CONF_STRING_MAX]; /* spawn: the server program ("": found) */
+	char stats_dir[CONF_STRING_MAX];    /* where the stats page goes ("": nowhere) */
 };
 
 struct conf_def {
@@ -482,6 +484,7 @@ TIERED_HIDDEN void remote_forked_child(void);
 TIERED_HIDDEN void remote_report(void);
 /* "none" (remote=none), "idle" (not needed yet), "up", or "off" (given up). */
 TIERED_HIDDEN const char *remote_state_name(void);
+TIERED_HIDDEN unsigned remote_server_count(void);
 TIERED_HIDDEN long remote_spawned_pid(void);
 extern TIERED_HIDDEN _Atomic uint64_t g_remote_bytes_written, g_remote_bytes_read;
 
@@ -552,6 +555,23 @@ TIERED_HIDDEN int stats_field(const struct tiered_arena *a, int tier, const char
 TIERED_HIDDEN int stats_total(int tier, const char *field, uint64_t *out);
 /* The heat tracker in use: "none", "faults" or "faults+wp-probe". */
 TIERED_HIDDEN const char *stats_heat_tracker(void);
+/* Field names of a tier (NULL-terminated) and their values, of arena a or (NULL) summed. */
+TIERED_HIDDEN const char *const *stats_fields(int tier);
+TIERED_HIDDEN void stats_tier_values(const struct tiered_arena *a, int tier, uint64_t *v);
+/* Latency percentiles of a histogram of lib/statpage.c, as a JSON object's members. */
+TIERED_HIDDEN void stats_latency_json(FILE *out);
+
+/* ==== lib/statpage.c: the stats page read by tieredstat(1) ================ */
+/* Latency histograms (nanoseconds), indexes STATPAGE_LAT_*. */
+TIERED_HIDDEN void lat_record(int which, uint64_t ns);
+TIERED_HIDDEN void lat_snapshot(int which, uint64_t *h);
+TIERED_HIDDEN uint64_t mono_ns(void);
+/* Create the page (placement thread start), rewrite it (each pass), remove it (exit). */
+TIERED_HIDDEN void statpage_open(void);
+TIERED_HIDDEN void statpage_publish(void);
+TIERED_HIDDEN void statpage_close(void);
+/* fork: the child drops its parent's page (the new placement thread makes its own) */
+TIERED_HIDDEN void statpage_forked_child(void);
 
 /* ==== lib/runtime.c: process-wide state ==================================== */
 /* Ensure the runtime is initialised; returns 0 or a negative errno. */

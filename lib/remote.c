@@ -890,6 +890,11 @@ long remote_spawned_pid(void)
 	return (long)g_rem.spawned;
 }
 
+unsigned remote_server_count(void)
+{
+	return g_rem.nsrv;
+}
+
 const char *remote_state_name(void)
 {
 	switch (ATOMIC_LOAD_RELAXED(&g_rem.state)) {

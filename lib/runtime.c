@@ -203,5 +203,6 @@ __attribute__((destructor)) static void runtime_fini(void)
 	if (ATOMIC_LOAD_ACQUIRE(&g_runtime_state) == 2) {
 		fork_at_exit(); /* children that still borrow evicted blocks get them now */
 		stats_at_exit();
+		statpage_close();
 	}
 }

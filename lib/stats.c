@@ -83,7 +83,7 @@ static const char *const remote_fields[] = {
 	"zero_evictions", "evict_aborts", "fetches",  "fetched_bytes", "prefetches",
 	"admit_waits",	  "admit_overruns", NULL};
 
-static const char *const *fields_of(int tier)
+const char *const *stats_fields(int tier)
 {
 	return tier == TIERED_TIER_REMOTE ? remote_fields : fields;
 }
@@ -122,9 +122,9 @@ _Static_assert(sizeof remote_fields / sizeof remote_fields[0] <= NFIELDS + 1 &&
 		       sizeof fields / sizeof fields[0] <= NFIELDS + 1,
 	       "NFIELDS is smaller than a tier's field list");
 /* tier_values -- every field of a tier, of arena a or (a NULL) summed over arenas */
-static void tier_values(const struct tiered_arena *a, int tier, uint64_t v[NFIELDS])
+void stats_tier_values(const struct tiered_arena *a, int tier, uint64_t *v)
 {
-	const char *const *fl = fields_of(tier);
+	const char *const *fl = stats_fields(tier);
 	for (int f = 0; fl[f]; f++) {
 		if (a)
 			stats_field(a, tier, fl[f], &v[f]);
@@ -136,12 +136,30 @@ static void tier_values(const struct tiered_arena *a, int tier, uint64_t v[NFIEL
 static void tier_json(FILE *out, const struct tiered_arena *a, int tier)
 {
 	uint64_t v[NFIELDS];
-	const char *const *fl = fields_of(tier);
-	tier_values(a, tier, v);
+	const char *const *fl = stats_fields(tier);
+	stats_tier_values(a, tier, v);
 	fprintf(out, "\"%s\":{", tier_names[tier]);
 	for (int f = 0; fl[f]; f++)
 		fprintf(out, "%s\"%s\":%llu", f ? "," : "", fl[f], (unsigned long long)v[f]);
 	fputc('}', out);
+}
+
+static const char *const lat_names[STATPAGE_LAT] = {"fetch", "writeback"};
+
+/* stats_latency_json -- "fetch":{...},"writeback":{...}: counts and percentiles in ns */
+void stats_latency_json(FILE *out)
+{
+	static const double q[] = {0.5, 0.9, 0.99, 0.999};
+	static const char *const qn[] = {"p50_ns", "p90_ns", "p99_ns", "p999_ns"};
+	uint64_t h[STATPAGE_HIST];
+	for (int w = 0; w < STATPAGE_LAT; w++) {
+		lat_snapshot(w, h);
+		fprintf(out, "%s\"%s\":{\"count\":%llu", w ? "," : "", lat_names[w],
+			(unsigned long long)hist_total(h));
+		for (size_t k = 0; k < sizeof q / sizeof q[0]; k++)
+			fprintf(out, ",\"%s\":%llu", qn[k], (unsigned long long)hist_quantile(h, q[k]));
+		fputc('}', out);
+	}
 }
 
 static int json(FILE *out)
@@ -179,7 +197,7 @@ static int json(FILE *out)
 	remote_stats_json(out);
 	fprintf(out, "},\"policy\":{\"passes\":%llu,\"move_failures\":%llu,\"busy_pages\":%llu,"
 		     "\"cpu_ns\":%llu,\"heat\":{\"tracker\":\"%s\",\"halflife_ms\":%d,\"events\":%llu,"
-		     "\"probes\":%llu,\"probe_hits\":%llu,\"probe_cpu_ns\":%llu}}}\n",
+		     "\"probes\":%llu,\"probe_hits\":%llu,\"probe_cpu_ns\":%llu}},",
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_passes), (unsigned long long)fails,
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_busy_pages),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_policy_cpu_ns), stats_heat_tracker(),
@@ -188,13 +206,16 @@ static int json(FILE *out)
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_heat_probes),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_heat_probe_hits),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_heat_probe_ns));
+	fputs("\"latency\":{", out);
+	stats_latency_json(out);
+	fputs("}}\n", out);
 	return 0;
 }
 
 static void tier_text(FILE *out, const struct tiered_arena *a, int tier)
 {
 	uint64_t v[NFIELDS];
-	tier_values(a, tier, v);
+	stats_tier_values(a, tier, v);
 	if (tier == TIERED_TIER_REMOTE) {
 		fprintf(out,
 			"  remote     %10.1f MiB  peak %10.1f MiB  zero %10.1f MiB  evictions %8llu  "
@@ -247,6 +268,14 @@ static int text(FILE *out)
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_heat_probes),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_heat_probe_hits),
 		(double)ATOMIC_LOAD_RELAXED(&g_heat_probe_ns) / 1e9);
+	uint64_t h[STATPAGE_HIST];
+	for (int w = 0; w < STATPAGE_LAT; w++) {
+		lat_snapshot(w, h);
+		fprintf(out, "latency of %s: %llu timed, p50 %.1f us, p90 %.1f us, p99 %.1f us\n",
+			w == STATPAGE_LAT_FETCH ? "demand fetches" : "write-back batches",
+			(unsigned long long)hist_total(h), hist_quantile(h, 0.5) / 1e3,
+			hist_quantile(h, 0.9) / 1e3, hist_quantile(h, 0.99) / 1e3);
+	}
 	return 0;
 }
 

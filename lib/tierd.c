@@ -529,6 +529,7 @@ static void *tierd_main(void *arg)
 	/* listed servers are connected at start-up, so a missing one is said at once */
 	if (strcmp(g_conf.remote, "spawn") != 0 && remote_wanted())
 		(void)remote_ensure();
+	statpage_open();
 	pthread_mutex_lock(&g_tierd_lock);
 	for (;;) {
 		int ms = CONF_LOAD(g_conf.policy_interval_ms);
@@ -543,6 +544,7 @@ static void *tierd_main(void *arg)
 		heat_clock(&heat_last);
 		tierd_pass_all();
 		remote_report();
+		statpage_publish();
 		pthread_mutex_lock(&g_tierd_lock);
 	}
 	return NULL;
@@ -618,6 +620,7 @@ void tierd_forked_child(void)
 	g_tierd_kicked = false;
 	fault_forked_child();
 	remote_forked_child();
+	statpage_forked_child();
 	ATOMIC_STORE_RELAXED(&g_tierd_restart, true);
 }
 

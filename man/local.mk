@@ -5,6 +5,7 @@
 dist_man_MANS = \
 	man/libtiered_preload.7 \
 	man/tiered-run.1 \
+	man/tieredstat.1 \
 	man/tiered.7 \
 	man/tiered_advise.3 \
 	man/tiered_aligned_alloc.3 \

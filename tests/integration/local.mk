@@ -12,7 +12,8 @@ integration_tests = \
 	tests/integration/sort.sh \
 	tests/integration/remote.sh \
 	tests/integration/remote-fork.sh \
-	tests/integration/usdt.sh
+	tests/integration/usdt.sh \
+	tests/integration/tieredstat.sh
 
 TESTS += $(integration_tests)
 dist_check_SCRIPTS += $(integration_tests)
@@ -25,7 +26,8 @@ EXTRA_DIST += \
 # Plain C programs: the preload library replaces their malloc at run time, so
 # they do not link libtiered.  They find tiered_ctl with dlsym when present.
 check_PROGRAMS += tests/integration/mt_stress tests/integration/fork_spawn \
-	tests/integration/remote_stress tests/integration/remote_fork
+	tests/integration/remote_stress tests/integration/remote_fork \
+	tests/integration/stat_target
 tests_integration_mt_stress_SOURCES = tests/integration/mt_stress.c
 tests_integration_mt_stress_CFLAGS = $(AM_CFLAGS) -pthread
 tests_integration_mt_stress_LDADD = -ldl
@@ -37,6 +39,8 @@ tests_integration_remote_stress_CFLAGS = $(AM_CFLAGS) -pthread
 tests_integration_remote_stress_LDADD = -ldl
 tests_integration_remote_fork_SOURCES = tests/integration/remote_fork.c
 tests_integration_remote_fork_LDADD = -ldl
+tests_integration_stat_target_SOURCES = tests/integration/stat_target.c
+tests_integration_stat_target_LDADD = -ldl
 
 # make check-soak: five minutes or more of random reads and writes over four
 # times the DRAM budget, four threads, against a spawned tieredd.  Not part of
