@@ -157,6 +157,7 @@ void statpage_publish(void)
 	struct statpage *s = g_page;
 	if (!s || g_page_pid != getpid())
 		return;
+	tierd_lock_passes(); /* no arena is created or destroyed while it is read */
 	uint64_t seq = __atomic_load_n(&s->seq, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->seq, seq + 1, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
@@ -198,6 +199,7 @@ void statpage_publish(void)
 
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	__atomic_store_n(&s->seq, seq + 2, __ATOMIC_RELAXED);
+	tierd_unlock_passes();
 }
 
 /*
