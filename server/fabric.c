@@ -178,10 +178,6 @@ int sfab_open(struct sfab **out, const char *scheme, const char *listen, char *e
 	rc = fi_getname(&f->ep->fid, f->addr, &f->addrlen);
 	if (rc)
 		goto fail;
-	if (strcmp(prov, "shm") == 0)
-		slog(SLOG_WARN, "shm: clients copy with process_vm_readv/writev, so lease keys do "
-				"not confine them: serve only trusted clients of this user (use tcp or "
-				"verbs to isolate clients)");
 	slog(SLOG_DEBUG, "fabric: %s, domain %s, mr_mode 0x%llx, progress by %s", prov,
 	     f->info->domain_attr->name, (unsigned long long)f->mr_mode,
 	     f->waitfd >= 0 ? "wait fd" : f->cntr ? "remote-access counter" : "polling");

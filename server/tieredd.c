@@ -759,6 +759,11 @@ int main(int argc, char **argv)
 		pool_fini(&s.pool);
 		return 1;
 	}
+	/* a private server serves its parent alone, of the same user: nothing to warn of */
+	if (strcmp(s.o.provider, "shm") == 0 && !s.o.private_mode)
+		slog(SLOG_WARN, "shm: clients copy with process_vm_readv/writev, so lease keys do "
+				"not confine them: serve only trusted clients of this user (use tcp or "
+				"verbs to isolate clients)");
 	char cap[32], lim[32];
 	tdp_size_text(s.o.capacity, cap, sizeof cap);
 	tdp_size_text(s.o.client_limit, lim, sizeof lim);
