@@ -1,9 +1,22 @@
-# bench: the allocation benchmark (see bench/README.md).
+# bench: every benchmark of the project side by side with its peers on this
+# machine, in one report (bench/report.sh; see bench/README.md for each one).
 #
-#   make bench                     build alloc_bench and libtiered_preload.so,
-#                                  run bench/run-alloc.sh, and write the report
-#                                  to bench/alloc-results.md in the build tree
-#   make bench BENCH_FLAGS='-r 9'  pass options to run-alloc.sh
+#   make bench                     build the benchmarks, libtiered_preload.so
+#                                  and tieredd, run bench/report.sh (about 20
+#                                  minutes on 2 vCPUs) and write
+#                                  bench/REPORT.md with bench/report-*.png
+#                                  and each script's own report,
+#                                  bench/{alloc,raw,fault,kv,redis}-results.md
+#   make bench REPORT_FLAGS=-q     quick mode: a few minutes, for smoke tests
+#   make bench REPORT_FLAGS="-p 'alloc kv'"   only some of the parts
+#   make bench BENCH_FLAGS='-r 9'  more options for run-alloc.sh (RAW_FLAGS:
+#                                  run-raw.sh, KV_FLAGS: run-kv.sh,
+#                                  REDIS_FLAGS: run-redis.sh, FAULT_ROUNDS:
+#                                  run-fault.sh's rounds); they come after
+#                                  report.sh's own durations, so they win
+#
+# The swap and zram baselines of run-kv.sh (and run-redis.sh's swap) need
+# root; without it they are skipped with a note.
 #
 # alloc_bench is built without the sanitizer flags: it is run under
 # LD_PRELOADed allocators, which AddressSanitizer's own malloc would defeat.
@@ -14,18 +27,28 @@ bench_alloc_bench_CFLAGS = -std=gnu11 $(WARN_CFLAGS)
 bench_alloc_bench_LDFLAGS =
 bench_alloc_bench_LDADD = -lpthread
 
-EXTRA_DIST += bench/run-alloc.sh bench/README.md
-CLEANFILES += bench/alloc-results.md
+EXTRA_DIST += bench/run-alloc.sh bench/README.md bench/report.sh bench/run-redis.sh
+CLEANFILES += bench/alloc-results.md bench/REPORT.md bench/redis-results.md bench/redis-series.tsv \
+	bench/report-alloc.tsv bench/report-alloc.png \
+	bench/report-raw.tsv bench/report-raw.png \
+	bench/report-fault.tsv bench/report-fault.png bench/report-scan.png \
+	bench/report-kv-series.tsv bench/report-kv-series.json \
+	bench/report-kv.png bench/report-kv-series.png \
+	bench/report-redis.tsv bench/report-redis.png
 
 BENCH_FLAGS =
+REPORT_FLAGS =
+KV_FLAGS =
+REDIS_FLAGS =
+FAULT_ROUNDS =
 
 # raw_limit: the raw limit of paging a block in over libfabric, with no
 # library involved (see "Raw limit" in bench/README.md).
 #
 #   make bench/raw_limit              build it
 #   make bench                        also runs bench/run-raw.sh (tcp and shm;
-#                                     4 KiB, 64 KiB and 2 MiB blocks) and
-#                                     writes its table to bench/raw-results.md
+#                                     4 KiB, 64 KiB and 2 MiB blocks) as part
+#                                     of bench/REPORT.md
 #   make bench RAW_FLAGS='-r 5'       pass options to run-raw.sh
 #
 # Needs libfabric (FABRIC_CFLAGS and FABRIC_LIBS from configure).  Built
@@ -55,9 +78,9 @@ EXTRA_DIST += bench/run-fault.sh
 CLEANFILES += bench/fault-results.md
 
 # kv_bench: a key-value working set 4x the DRAM budget, Zipf requests and a
-# phase change (see "Key-value working set" in bench/README.md).  Not run by
-# `make bench` (each configuration takes a minute, and the swap baseline needs
-# root); run it by hand:
+# phase change (see "Key-value working set" in bench/README.md).  `make bench`
+# runs it (2 rounds of 40 s per configuration; the swap baselines need root);
+# by hand:
 #
 #   make bench/kv_bench libtiered_preload.la server/tieredd
 #   bash SRC/bench/run-kv.sh -t 20 BUILD
@@ -72,13 +95,8 @@ CLEANFILES += bench/kv-results.md bench/kv-series.tsv bench/kv-series.json bench
 
 .PHONY: bench
 bench: bench/alloc_bench$(EXEEXT) bench/raw_limit$(EXEEXT) bench/fault_bench$(EXEEXT) \
-	libtiered_preload.la server/tieredd$(EXEEXT)
-	bash $(srcdir)/bench/run-alloc.sh $(BENCH_FLAGS) \
-		-b $(abs_top_builddir)/bench/alloc_bench$(EXEEXT) \
-		-o $(abs_top_builddir)/bench/alloc-results.md \
-		$(abs_top_builddir)/.libs/libtiered_preload.so
-	bash $(srcdir)/bench/run-raw.sh $(RAW_FLAGS) \
-		-b $(abs_top_builddir)/bench/raw_limit$(EXEEXT) \
-		-o $(abs_top_builddir)/bench/raw-results.md
-	bash $(srcdir)/bench/run-fault.sh $(abs_top_builddir) \
-		> $(abs_top_builddir)/bench/fault-results.md
+	bench/kv_bench$(EXEEXT) libtiered_preload.la server/tieredd$(EXEEXT)
+	ALLOC_FLAGS="$(BENCH_FLAGS)" RAW_FLAGS="$(RAW_FLAGS)" KV_FLAGS="$(KV_FLAGS)" \
+	REDIS_FLAGS="$(REDIS_FLAGS)" FAULT_ROUNDS="$(FAULT_ROUNDS)" \
+		bash $(srcdir)/bench/report.sh $(REPORT_FLAGS) \
+		-o $(abs_top_builddir)/bench/REPORT.md $(abs_top_builddir)

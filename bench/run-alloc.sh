@@ -11,6 +11,9 @@
 #   -c CASES   cases to run, separated by spaces (default "small mixed prodcons")
 #   -s SCALE   work multiplier passed to alloc_bench -s (default 1)
 #   -o FILE    also write the report to FILE
+#   -t FILE    also write the medians as TSV to FILE, one row per case and
+#              allocator: case, allocator, ops, median_s, best_s, median_mops,
+#              ratio_median and ratio_best (to jemalloc; empty without it), runs
 #   -n         no control column (see below)
 #   -h         this help
 #
@@ -41,14 +44,16 @@ bench=${ALLOC_BENCH:-}
 cases="small mixed prodcons"
 scale=1
 outfile=
+tsvfile=
 control=1
-while getopts "r:b:c:s:o:nh" opt; do
+while getopts "r:b:c:s:o:t:nh" opt; do
 	case $opt in
 	r) reps=$OPTARG ;;
 	b) bench=$OPTARG ;;
 	c) cases=$OPTARG ;;
 	s) scale=$OPTARG ;;
 	o) outfile=$OPTARG ;;
+	t) tsvfile=$OPTARG ;;
 	n) control=0 ;;
 	h) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
@@ -294,6 +299,23 @@ report() {
 	echo
 	echo "</details>"
 }
+
+# tsv: the medians, for plots (-t)
+tsv() {
+	local k c
+	printf 'case\tallocator\tops\tmedian_s\tbest_s\tmedian_mops\tratio_median\tratio_best\truns\n'
+	for c in $cases; do
+		for k in $all; do
+			[ -n "${med[$k,$c]:-}" ] || continue
+			awk -v c="$c" -v a="${names[$k]}" -v o="${ops[$c]}" -v m="${med[$k,$c]}" -v b="${best[$k,$c]}" \
+				-v jm="${med[$je,$c]:-}" -v jb="${best[$je,$c]:-}" -v n="$(wc -l <"$tmp/$k.$c")" 'BEGIN {
+				rm = jm != "" ? sprintf("%.4f", m / jm) : ""
+				rb = jb != "" ? sprintf("%.4f", b / jb) : ""
+				printf "%s\t%s\t%s\t%s\t%s\t%.3f\t%s\t%s\t%d\n", c, a, o, m, b, o / m / 1e6, rm, rb, n }'
+		done
+	done
+}
+[ -n "$tsvfile" ] && tsv >"$tsvfile"
 
 if [ -n "$outfile" ]; then
 	report | tee "$outfile"

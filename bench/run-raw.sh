@@ -15,6 +15,9 @@
 #   -c N       timed operations per latency test, raw_limit --count (default 200)
 #   -x ARGS    more raw_limit options, e.g. '--pin none'
 #   -o FILE    also write the report to FILE
+#   -t FILE    also write the medians as TSV to FILE, one row per provider and
+#              block size: provider, block, bytes, uffd_p50, uffd_p99, rma_p50,
+#              rma_p99, raw_p50, raw_p99 (us), raw_gbps, rma_bw_gbps, runs
 #   -h         this help
 #
 # Runs are interleaved: each repetition runs every provider and size once.
@@ -36,7 +39,8 @@ sizes="4K 64K 2M"
 count=200
 extra=
 outfile=
-while getopts "r:b:p:s:c:x:o:h" opt; do
+tsvfile=
+while getopts "r:b:p:s:c:x:o:t:h" opt; do
 	case $opt in
 	r) reps=$OPTARG ;;
 	b) bench=$OPTARG ;;
@@ -45,6 +49,7 @@ while getopts "r:b:p:s:c:x:o:h" opt; do
 	c) count=$OPTARG ;;
 	x) extra=$OPTARG ;;
 	o) outfile=$OPTARG ;;
+	t) tsvfile=$OPTARG ;;
 	h) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -204,6 +209,26 @@ report() {
 	echo
 	echo "</details>"
 }
+
+# tsv: the medians, for plots (-t)
+tsv() {
+	local p s t bytes raw
+	printf 'provider\tblock\tbytes\tuffd_p50\tuffd_p99\trma_p50\trma_p99\traw_p50\traw_p99\traw_gbps\trma_bw_gbps\truns\n'
+	for p in $providers; do
+		for s in $sizes; do
+			bytes=$(cat "$tmp/$p.$s.bytes" 2>/dev/null)
+			[ -n "$bytes" ] || continue
+			printf '%s\t%s\t%s' "$p" "$s" "$bytes"
+			for t in $tests; do
+				printf '\t%s\t%s' "$(med "$tmp/$p.$s.$t.p50")" "$(med "$tmp/$p.$s.$t.p99")"
+			done
+			raw=$(med "$tmp/$p.$s.raw.p50")
+			if [ -n "$raw" ]; then awk -v b="$bytes" -v t="$raw" 'BEGIN { printf "\t%.3f", b / t / 1e3 }'; else printf '\t'; fi
+			printf '\t%s\t%s\n' "$(med "$tmp/$p.$s.bw")" "$(cat "$tmp/$p.$s.raw.p50" 2>/dev/null | wc -l)"
+		done
+	done
+}
+[ -n "$tsvfile" ] && tsv >"$tsvfile"
 
 if [ -n "$outfile" ]; then
 	report | tee "$outfile"
