@@ -471,6 +471,20 @@ static long take_run(struct lease *l, size_t n, size_t ppl)
 	return -1;
 }
 
+/*
+ * server_down -- server s stopped answering: place nothing more there (new
+ * leases and new evictions fail over to the servers that remain).  Blocks it
+ * holds the only copy of fail loudly when touched.  Said once per server.
+ */
+static void server_down(unsigned s)
+{
+	bool was = atomic_exchange_explicit(&g_rem.srv[s].dead, true, memory_order_relaxed);
+	if (was)
+		return;
+	TRACE(server_down, s, g_rem.srv[s].name);
+	tlog(LOG_WARN, "memory server %s is gone: no more blocks go there", g_rem.srv[s].name);
+}
+
 static int new_lease(char *err, size_t errlen)
 {
 	unsigned k = ATOMIC_LOAD_RELAXED(&g_rem.nleases);
@@ -490,7 +504,7 @@ static int new_lease(char *err, size_t errlen)
 		}
 		if (rc < 0) {
 			if (g_rem.ops->check(sv->conn) < 0)
-				sv->dead = true;
+				server_down(s);
 			continue;
 		}
 		if (rl.len < g_conf.lease_size) {
@@ -660,10 +674,8 @@ static void note_failure(uint32_t slot)
 	int s = server_of_slot(slot);
 	if (s < 0 || ATOMIC_LOAD_RELAXED(&g_rem.srv[s].dead))
 		return;
-	if (g_rem.ops->check(g_rem.srv[s].conn) < 0) {
-		ATOMIC_STORE_RELAXED(&g_rem.srv[s].dead, true);
-		tlog(LOG_WARN, "memory server %s is gone: no more blocks go there", g_rem.srv[s].name);
-	}
+	if (g_rem.ops->check(g_rem.srv[s].conn) < 0)
+		server_down((unsigned)s);
 }
 
 const char *remote_server_of(uint32_t slot)
