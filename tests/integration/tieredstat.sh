@@ -45,7 +45,7 @@ start() {
 		<"$tmp/in" >"$tmp/out" 2>"$tmp/err" &
 	tpid=$!
 	exec 7>"$tmp/in" # hold the fifo open: the target idles until it closes
-	for _i in $(seq 600); do
+	for _i in $(seq 1500); do
 		grep -q ready "$tmp/out" 2>/dev/null && break
 		kill -0 "$tpid" 2>/dev/null || fail "stat_target $1 ended early: $(cat "$tmp/err")"
 		sleep 0.1
@@ -110,10 +110,10 @@ finish
 [ ! -e "$tmp/libtiered.$pid_done.stats" ] || fail "the stats page outlived its process"
 
 # ---- 2. live samples of a busy process -------------------------------------
-start busy 8
-"$ts" -d "$tmp" "$pid" 0.5 4 >"$tmp/live" || fail "tieredstat PID 0.5 4 failed"
+start busy 12
+"$ts" -d "$tmp" "$pid" 0.5 6 >"$tmp/live" || fail "tieredstat PID 0.5 6 failed"
 lines=$(grep -c '^ *[0-9.]* *8\.0 ' "$tmp/live")
-[ "$lines" -eq 4 ] || fail "expected 4 samples, got $lines: $(cat "$tmp/live")"
+[ "$lines" -eq 6 ] || fail "expected 6 samples, got $lines: $(cat "$tmp/live")"
 # columns after the bar: faults/s fetch/s ...; the samples after the first are intervals
 awk -F'|' 'NR > 3 && $2 ~ /[0-9]/ { split($2, f, " "); if (f[1] > 0 && f[2] > 0) ok++ }
 	END { exit ok > 0 ? 0 : 1 }' "$tmp/live" ||
