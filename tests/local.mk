@@ -17,6 +17,7 @@ EXTRA_DIST += tests/tsan.supp
 include $(srcdir)/tests/unit/local.mk
 include $(srcdir)/tests/integration/local.mk
 include $(srcdir)/tests/vm/local.mk
+include $(srcdir)/tests/fuzz/local.mk
 
 # The unit suites under valgrind memcheck, without Check's fork so that the
 # tests run inside valgrind.  check_preload is left out: it runs its cases in
