@@ -76,8 +76,8 @@ TIERED_HIDDEN const struct conf_def g_conf_defs[] = {
 	 "page)"},
 	{"remote", CONF_REMOTE, "spawn", 0, CONF_STRING_MAX - 1, NULL, 0, OFF(remote),
 	 "remote spill tier: none; spawn (a private tieredd on 127.0.0.1, started when the first "
-	 "block must go remote, ended with the process); or provider://host:port (provider tcp, "
-	 "shm or verbs)"},
+	 "block must go remote, ended with the process); or provider://host:port[;...] (provider "
+	 "tcp, shm, verbs (RDMA through libibverbs) or fi-verbs (libfabric's verbs;ofi_rxm))"},
 	{"secret_file", CONF_STRING, "", 0, CONF_STRING_MAX - 1, NULL, 0, OFF(secret_file),
 	 "file holding the shared secret of the memory servers named by remote (not needed for "
 	 "spawn)"},

@@ -597,6 +597,97 @@ void tdp_mac_server(const void *secret, size_t slen, const uint8_t cnonce[TDP_NO
 	mac(secret, slen, "tdp1-server", cnonce, snonce, out);
 }
 
+/* ---- the verbs data path (rdma-rc) --------------------------------------- */
+
+void tdp_mac_qp(const void *secret, size_t slen, uint64_t client_id,
+		const uint8_t nonce[TDP_NONCE_LEN], uint8_t out[TDP_MAC_LEN])
+{
+	static const char label[] = "tdp1-qp";
+	uint8_t id[8];
+	struct hmac_sha256 h;
+	put64(id, client_id);
+	hmac_sha256_init(&h, secret, slen);
+	hmac_sha256_update(&h, label, sizeof label - 1);
+	hmac_sha256_update(&h, id, sizeof id);
+	hmac_sha256_update(&h, nonce, TDP_NONCE_LEN);
+	hmac_sha256_final(&h, out);
+	secure_zero(&h, sizeof h);
+}
+
+void tdp_rc_addr_put(uint8_t *buf, const struct tdp_rc_addr *a)
+{
+	buf[0] = TDP_RC_KIND_IPV4;
+	memcpy(buf + 1, a->ipv4, 4);
+	put16(buf + 5, a->port);
+	memcpy(buf + 7, a->nonce, TDP_NONCE_LEN);
+}
+
+int tdp_rc_addr_get(const uint8_t *buf, size_t len, struct tdp_rc_addr *a, char *err,
+		    size_t errlen)
+{
+	if (len != TDP_RC_ADDR_LEN) {
+		snprintf(err, errlen, "an rdma-rc address of %zu bytes: it has %d", len,
+			 TDP_RC_ADDR_LEN);
+		return -EPROTO;
+	}
+	if (buf[0] != TDP_RC_KIND_IPV4) {
+		snprintf(err, errlen, "an rdma-rc address of kind %u: only %d (IPv4) is known",
+			 buf[0], TDP_RC_KIND_IPV4);
+		return -EPROTO;
+	}
+	memcpy(a->ipv4, buf + 1, 4);
+	a->port = get16(buf + 5);
+	memcpy(a->nonce, buf + 7, TDP_NONCE_LEN);
+	if (a->port == 0) {
+		snprintf(err, errlen, "an rdma-rc address with port 0");
+		return -EPROTO;
+	}
+	return 0;
+}
+
+void tdp_qp_pdata_put(uint8_t *buf, uint64_t client_id, const uint8_t proof[TDP_MAC_LEN])
+{
+	put32(buf, TDP_QP_MAGIC);
+	put64(buf + 4, client_id);
+	memcpy(buf + 12, proof, TDP_MAC_LEN);
+}
+
+int tdp_qp_pdata_get(const void *buf, size_t len, uint64_t *client_id,
+		     uint8_t proof[TDP_MAC_LEN], char *err, size_t errlen)
+{
+	const uint8_t *p = buf;
+	if (!p || len < TDP_QP_PDATA_LEN) {
+		snprintf(err, errlen, "%zu bytes of private data: a queue pair's connect carries "
+				      "%d (magic, client id, proof)",
+			 p ? len : 0, TDP_QP_PDATA_LEN);
+		return -EPROTO;
+	}
+	uint32_t magic = get32(p);
+	if (magic != TDP_QP_MAGIC) {
+		snprintf(err, errlen, "private data with magic 0x%08x: expected 0x%08x (\"TQP1\")",
+			 magic, TDP_QP_MAGIC);
+		return -EPROTO;
+	}
+	*client_id = get64(p + 4);
+	memcpy(proof, p + 12, TDP_MAC_LEN);
+	return 0;
+}
+
+void tdp_qp_reject_put(uint8_t *buf, int code)
+{
+	put32(buf, TDP_QP_MAGIC);
+	put32(buf + 4, (uint32_t)(code < 0 ? -code : code));
+}
+
+int tdp_qp_reject_get(const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	if (!p || len < TDP_QP_REJECT_LEN || get32(p) != TDP_QP_MAGIC)
+		return 0;
+	uint32_t code = get32(p + 4);
+	return code > 0 && code < 4096 ? (int)code : 0;
+}
+
 void tdp_keepalive(int fd, int idle_s, int intvl_s, int cnt)
 {
 	int one = 1;
@@ -789,7 +880,7 @@ int tdp_request(int fd, const struct tdp_msg *req, uint16_t want, struct tdp_msg
 int remote_parse_target(const char *s, size_t len, struct remote_target *t, char *err,
 			size_t errlen)
 {
-	static const char *const provs[] = {"tcp", "shm", "verbs"};
+	static const char *const provs[] = {"tcp", "shm", "verbs", "fi-verbs"};
 	const int show = len > 80 ? 80 : (int)len;
 	const char *sep = NULL;
 	memset(t, 0, sizeof *t);
@@ -813,7 +904,8 @@ int remote_parse_target(const char *s, size_t len, struct remote_target *t, char
 			known = true;
 	if (!known) {
 		snprintf(err, errlen,
-			 "remote: \"%.*s\" has an unknown provider \"%.*s\": use tcp, shm or verbs",
+			 "remote: \"%.*s\" has an unknown provider \"%.*s\": use tcp, shm, verbs "
+			 "(libibverbs) or fi-verbs (libfabric's verbs;ofi_rxm)",
 			 show, s, plen > 32 ? 32 : (int)plen, s);
 		return -EINVAL;
 	}

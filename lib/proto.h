@@ -146,6 +146,47 @@ PROTO_HIDDEN void tdp_mac_server(const void *secret, size_t slen,
 				 const uint8_t snonce[TDP_NONCE_LEN], uint8_t out[TDP_MAC_LEN]);
 
 /*
+ * The verbs data path (WELCOME provider "rdma-rc", docs/PROTOCOL.md).
+ * The WELCOME address: u8 kind (4: IPv4), the IPv4 address (4 bytes,
+ * network order), u16 rdma_cm port (little-endian), a 32-byte nonce; 39
+ * bytes.  Every RC queue pair a client connects carries private data:
+ * u32 magic "TQP1", u64 client_id, bytes[32] proof =
+ * HMAC-SHA256(secret, "tdp1-qp" || client_id (u64) || nonce); 44 bytes,
+ * followed by whatever padding the CM adds (ignored).  A rejected connect
+ * carries u32 magic "TQP1", u32 errno: why.
+ */
+#define TDP_RC_PROVIDER "rdma-rc"
+#define TDP_RC_ADDR_LEN 39
+#define TDP_RC_KIND_IPV4 4
+#define TDP_QP_MAGIC 0x31505154u /* "TQP1" as little-endian bytes */
+#define TDP_QP_PDATA_LEN 44
+#define TDP_QP_REJECT_LEN 8
+
+struct tdp_rc_addr {
+	uint8_t ipv4[4]; /* network order, as in struct in_addr */
+	uint16_t port;
+	uint8_t nonce[TDP_NONCE_LEN];
+};
+
+/* HMAC-SHA256(secret, "tdp1-qp" || client_id || nonce): a QP's proof. */
+PROTO_HIDDEN void tdp_mac_qp(const void *secret, size_t slen, uint64_t client_id,
+			     const uint8_t nonce[TDP_NONCE_LEN], uint8_t out[TDP_MAC_LEN]);
+/* Encode the rdma-rc WELCOME address into buf[TDP_RC_ADDR_LEN]. */
+PROTO_HIDDEN void tdp_rc_addr_put(uint8_t *buf, const struct tdp_rc_addr *a);
+/* Decode it: 0, or -EPROTO with err saying what is wrong. */
+PROTO_HIDDEN int tdp_rc_addr_get(const uint8_t *buf, size_t len, struct tdp_rc_addr *a,
+				 char *err, size_t errlen);
+/* Encode a QP's private data into buf[TDP_QP_PDATA_LEN]. */
+PROTO_HIDDEN void tdp_qp_pdata_put(uint8_t *buf, uint64_t client_id,
+				   const uint8_t proof[TDP_MAC_LEN]);
+/* Decode it (len may be larger: CM padding); 0, or -EPROTO with err. */
+PROTO_HIDDEN int tdp_qp_pdata_get(const void *buf, size_t len, uint64_t *client_id,
+				  uint8_t proof[TDP_MAC_LEN], char *err, size_t errlen);
+/* A rejection's private data: encode buf[TDP_QP_REJECT_LEN]; decode gives the errno or 0. */
+PROTO_HIDDEN void tdp_qp_reject_put(uint8_t *buf, int code);
+PROTO_HIDDEN int tdp_qp_reject_get(const void *buf, size_t len);
+
+/*
  * TCP keepalive after idle_s seconds of silence, a probe every intvl_s, cnt
  * probes; unacknowledged data times out after as long: a peer whose machine
  * vanished (no FIN) shows as a socket error within seconds, not hours.

@@ -46,6 +46,7 @@ extern char **environ;
 enum { RS_IDLE = 0, RS_UP = 1, RS_OFF = 2 };
 
 struct server {
+	const struct remote_ops *ops; /* the backend of its URL scheme */
 	struct remote_conn *conn;
 	char name[REMOTE_HOST_MAX + 32];
 	bool full;	     /* refused a lease: no more from this one */
@@ -65,7 +66,6 @@ struct lease {
 static struct {
 	pthread_mutex_t lock; /* start-up, lease table growth */
 	_Atomic int state;
-	const struct remote_ops *ops;
 	struct server srv[MAX_SERVERS];
 	unsigned nsrv;
 	size_t ppl;	     /* pages per lease */
@@ -308,12 +308,18 @@ out:
 
 /* ---- bring-up --------------------------------------------------------------- */
 
+const struct remote_ops *remote_ops_of(const char *scheme)
+{
+	return strcmp(scheme, "verbs") == 0 ? &remote_verbs_ops : &remote_fabric_ops;
+}
+
 static int connect_one(const struct remote_target *t, const unsigned char *secret, size_t slen)
 {
 	char err[512];
 	struct server *s = &g_rem.srv[g_rem.nsrv];
 	snprintf(s->name, sizeof s->name, "%s://%s:%u", t->provider, t->host, t->port);
-	int rc = g_rem.ops->connect(t, secret, slen, &s->conn, err, sizeof err);
+	s->ops = remote_ops_of(t->provider);
+	int rc = s->ops->connect(t, secret, slen, &s->conn, err, sizeof err);
 	if (rc < 0) {
 		tlog(LOG_WARN, "remote tier %s: %s", s->name, err);
 		return rc;
@@ -350,7 +356,6 @@ int remote_ensure(void)
 		give_up(why);
 		goto out;
 	}
-	g_rem.ops = &remote_fabric_ops;
 	g_rem.ppl = g_conf.lease_size >> SLOT_PAGE_SHIFT;
 	g_rem.leases = mmap(NULL, MAX_LEASES * sizeof(struct lease), PROT_READ | PROT_WRITE,
 			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -433,7 +438,7 @@ void remote_report(void)
 	last_w = w, last_r = r;
 	for (unsigned s = 0; s < g_rem.nsrv; s++)
 		if (!ATOMIC_LOAD_RELAXED(&g_rem.srv[s].dead))
-			(void)g_rem.ops->report(g_rem.srv[s].conn, w, r);
+			(void)g_rem.srv[s].ops->report(g_rem.srv[s].conn, w, r);
 }
 
 /* remote_forked_child -- the connection belongs to the parent: no remote tier here */
@@ -497,18 +502,18 @@ static int new_lease(char *err, size_t errlen)
 		if (sv->full || sv->dead)
 			continue;
 		struct remote_lease rl;
-		int rc = g_rem.ops->lease(sv->conn, g_conf.lease_size, &rl, err, errlen);
+		int rc = sv->ops->lease(sv->conn, g_conf.lease_size, &rl, err, errlen);
 		if (rc == -ENOSPC) {
 			sv->full = true;
 			continue;
 		}
 		if (rc < 0) {
-			if (g_rem.ops->check(sv->conn) < 0)
+			if (sv->ops->check(sv->conn) < 0)
 				server_down(s);
 			continue;
 		}
 		if (rl.len < g_conf.lease_size) {
-			(void)g_rem.ops->release(sv->conn, rl.id);
+			(void)sv->ops->release(sv->conn, rl.id);
 			snprintf(err, errlen, "%s granted %llu bytes, asked %zu", sv->name,
 				 (unsigned long long)rl.len, g_conf.lease_size);
 			continue;
@@ -517,7 +522,7 @@ static int new_lease(char *err, size_t errlen)
 		uint64_t *bits = mmap(NULL, words * 8, PROT_READ | PROT_WRITE,
 				      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (bits == MAP_FAILED) {
-			(void)g_rem.ops->release(sv->conn, rl.id);
+			(void)sv->ops->release(sv->conn, rl.id);
 			return -ENOMEM;
 		}
 		struct lease *l = &g_rem.leases[k];
@@ -674,7 +679,7 @@ static void note_failure(uint32_t slot)
 	int s = server_of_slot(slot);
 	if (s < 0 || ATOMIC_LOAD_RELAXED(&g_rem.srv[s].dead))
 		return;
-	if (g_rem.ops->check(g_rem.srv[s].conn) < 0)
+	if (g_rem.srv[s].ops->check(g_rem.srv[s].conn) < 0)
 		server_down((unsigned)s);
 }
 
@@ -722,10 +727,11 @@ static struct remote_chan *chan(struct rio *io, unsigned s)
 	if (io->ch[s])
 		return io->ch[s];
 	struct remote_conn *c = g_rem.srv[s].conn;
-	if (g_rem.ops->reg(c, io->buf, io->len, &io->desc[s], &io->handle[s]) < 0)
+	const struct remote_ops *ops = g_rem.srv[s].ops;
+	if (ops->reg(c, io->buf, io->len, &io->desc[s], &io->handle[s]) < 0)
 		return NULL;
-	if (g_rem.ops->chan_open(c, &io->ch[s]) < 0) {
-		g_rem.ops->dereg(io->handle[s]);
+	if (ops->chan_open(c, &io->ch[s]) < 0) {
+		ops->dereg(io->handle[s]);
 		io->handle[s] = NULL;
 		return NULL;
 	}
@@ -783,8 +789,8 @@ static int xfer(struct rio *io, struct rio_item *it, size_t n, bool write,
 				if (!ch)
 					rc = -ECONNRESET;
 				else
-					rc = write ? g_rem.ops->post_write(ch, &rio)
-						   : g_rem.ops->post_read(ch, &rio);
+					rc = write ? g_rem.srv[l->server].ops->post_write(ch, &rio)
+						   : g_rem.srv[l->server].ops->post_read(ch, &rio);
 				if (rc == 0)
 					used_mask |= 1u << l->server;
 			}
@@ -813,7 +819,8 @@ static int xfer(struct rio *io, struct rio_item *it, size_t n, bool write,
 		for (unsigned s = 0; s < g_rem.nsrv; s++) {
 			if (!(poll_mask & (1u << s)) || !io->ch[s])
 				continue;
-			int r = g_rem.ops->poll(io->ch[s], cqe, 16, poll_mask == (1u << s) ? 100 : 0);
+			int r = g_rem.srv[s].ops->poll(io->ch[s], cqe, 16,
+						       poll_mask == (1u << s) ? 100 : 0);
 			if (r < 0) {
 				/* the channel failed: everything pending on it fails */
 				for (size_t i = 0; i < posted; i++)

@@ -29,7 +29,7 @@
 
 /* Where a memory server is: parsed from "provider://host:port". */
 struct remote_target {
-	char provider[16]; /* URL scheme: "tcp", "shm", "verbs" */
+	char provider[16]; /* URL scheme: "tcp", "shm", "fi-verbs" (libfabric), "verbs" (ibverbs) */
 	char host[REMOTE_HOST_MAX];
 	uint16_t port;
 };
@@ -69,7 +69,7 @@ struct remote_conn; /* one authenticated connection to one server */
 struct remote_chan; /* one thread's endpoint and completion queue on a connection */
 
 struct remote_ops {
-	const char *name; /* "fabric", later "verbs" */
+	const char *name; /* "fabric", "verbs" */
 	/*
 	 * Connect to t, authenticate with the shared secret (challenge-response:
 	 * the secret never crosses the wire) and set up the data path.
@@ -112,9 +112,18 @@ struct remote_ops {
 
 /* lib/remote_fabric.c: libfabric RDM endpoints (tcp;ofi_rxm, shm, verbs;ofi_rxm). */
 extern const struct remote_ops remote_fabric_ops __attribute__((visibility("hidden")));
+/*
+ * lib/remote_verbs.c: libibverbs RC queue pairs connected with librdmacm
+ * (scheme verbs).  Built without librdmacm/libibverbs, lib/remote_verbs_none.c
+ * stands in: its connect fails with -ENOTSUP and says what to install.
+ */
+extern const struct remote_ops remote_verbs_ops __attribute__((visibility("hidden")));
+
+/* The backend of a URL scheme ("verbs": remote_verbs_ops; the others: remote_fabric_ops). */
+const struct remote_ops *remote_ops_of(const char *scheme) __attribute__((visibility("hidden")));
 
 /*
- * Parse "provider://host:port" (provider tcp, shm or verbs; host a name or
+ * Parse "provider://host:port" (provider tcp, shm, verbs or fi-verbs; host a name or
  * IPv4 address; port 1..65535).  Returns 0 or -EINVAL with err saying what
  * is wrong and what is allowed.
  */

@@ -3,9 +3,8 @@
  * authenticated control connection (TCP, lib/proto.c) per server, and
  * one-sided RMA over FI_EP_RDM endpoints (tcp;ofi_rxm, shm, verbs;ofi_rxm).
  *
- * A remote_conn owns the control socket, the fabric and the domain;
- * conn->lock serialises its control operations (one request and its reply
- * at a time) and guards the socket.  A remote_chan owns an endpoint, a
+ * A remote_conn owns the control connection (lib/remote_ctl.c, which
+ * serialises its requests), the fabric and the domain.  A remote_chan owns an endpoint, a
  * completion queue and an address vector holding the server's address, and
  * is used by one thread only, so it has no lock.  Progress is manual: a
  * channel's transfers advance only while its thread calls poll() (or posts).
@@ -46,11 +45,9 @@
 #include "internal.h"
 #include "proto.h"
 #include "remote.h"
+#include "remote_ctl.h"
 
 #define FAB_VERSION FI_VERSION(1, 17)
-#define CONNECT_MS 5000	     /* TCP connect and the whole handshake */
-#define CTRL_MS 10000	     /* one control request and its reply */
-#define REPORT_MS 1000	     /* REPORT has no reply: a short send deadline */
 #define PROBE_NS 100000000LL /* look at the control socket every 100 ms while waiting */
 #define SPIN_NS 50000LL	     /* poll() spins this long before it sleeps */
 #define SLEEP_NS 20000	     /* the sleep between progress calls without a wait fd */
@@ -67,19 +64,15 @@ struct fab_op {
 };
 
 struct remote_conn {
-	pthread_mutex_t lock; /* fd and the request/reply sequence on it */
-	int fd;		      /* control socket */
-	atomic_bool dead;     /* set once the control connection is gone */
+	struct remote_ctl ctl; /* control connection; ctl.name names the server */
 	atomic_int nchan;
 	atomic_uint_fast64_t next_key; /* requested keys of local MRs */
-	char name[REMOTE_HOST_MAX + 32];
 	struct fi_info *info;
 	struct fid_fabric *fabric;
 	struct fid_domain *domain;
 	bool mr_local; /* local buffers need registration (FI_MR_LOCAL) */
 	uint8_t addr[TDP_ADDR_MAX + 1]; /* server endpoint, NUL-terminated for FI_ADDR_STR */
 	size_t addrlen;
-	uint64_t client_id, capacity, client_limit;
 };
 
 struct remote_chan {
@@ -101,7 +94,7 @@ static char no_mr;
 
 static const struct {
 	const char *scheme, *prov;
-} provs[] = {{"tcp", "tcp;ofi_rxm"}, {"shm", "shm"}, {"verbs", "verbs;ofi_rxm"}};
+} provs[] = {{"tcp", "tcp;ofi_rxm"}, {"shm", "shm"}, {"fi-verbs", "verbs;ofi_rxm"}};
 
 static pthread_once_t env_once = PTHREAD_ONCE_INIT;
 
@@ -153,69 +146,6 @@ static const char *fab_prov(const char *scheme)
 	return NULL;
 }
 
-/* ---- control connection -------------------------------------------------- */
-
-/* A control operation failed in a way that leaves the protocol state unknown. */
-static void conn_broken(struct remote_conn *c, int rc)
-{
-	if (rc == -ECONNRESET || rc == -ETIMEDOUT || rc == -EPROTO || rc == -EPIPE ||
-	    rc == -ENOTCONN || rc == -EBADF)
-		atomic_store(&c->dead, true);
-}
-
-/* Is the control socket closed by the peer or in error?  Needs c->lock. */
-static bool socket_gone_locked(struct remote_conn *c)
-{
-	struct pollfd pfd = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
-	if (poll(&pfd, 1, 0) < 0)
-		return false;
-	return (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
-}
-
-/* fab_check -- 0 while the server is there; -ECONNRESET once it is gone */
-static int fab_check(struct remote_conn *c)
-{
-	if (atomic_load(&c->dead))
-		return -ECONNRESET;
-	pthread_mutex_lock(&c->lock);
-	if (socket_gone_locked(c))
-		atomic_store(&c->dead, true);
-	pthread_mutex_unlock(&c->lock);
-	return atomic_load(&c->dead) ? -ECONNRESET : 0;
-}
-
-/*
- * A probe from the data path: never waits behind a control operation (a
- * thread holding the lock will see a dead socket itself).
- */
-static bool conn_probe_dead(struct remote_conn *c)
-{
-	if (atomic_load(&c->dead))
-		return true;
-	if (pthread_mutex_trylock(&c->lock) == 0) {
-		if (socket_gone_locked(c))
-			atomic_store(&c->dead, true);
-		pthread_mutex_unlock(&c->lock);
-	}
-	return atomic_load(&c->dead);
-}
-
-/* Send req and wait for a reply of type want, under the lock. */
-static int conn_request(struct remote_conn *c, const struct tdp_msg *req, uint16_t want,
-			struct tdp_msg *reply, char *err, size_t errlen)
-{
-	if (atomic_load(&c->dead)) {
-		snprintf(err, errlen, "the control connection is closed");
-		return -ECONNRESET;
-	}
-	pthread_mutex_lock(&c->lock);
-	int rc = tdp_request(c->fd, req, want, reply, CTRL_MS, err, errlen);
-	if (rc < 0 && reply->type != TDP_ERROR)
-		conn_broken(c, rc);
-	pthread_mutex_unlock(&c->lock);
-	return rc;
-}
-
 /* ---- connect ------------------------------------------------------------- */
 
 /* The fi_getinfo hints of a client of provider prov. */
@@ -251,7 +181,7 @@ static int fabric_open(struct remote_conn *c, const char *prov, char *err, size_
 {
 	struct fi_info *h = client_hints(prov);
 	if (!h) {
-		snprintf(err, errlen, "%s: out of memory", c->name);
+		snprintf(err, errlen, "%s: out of memory", c->ctl.name);
 		return -ENOMEM;
 	}
 	/*
@@ -262,7 +192,7 @@ static int fabric_open(struct remote_conn *c, const char *prov, char *err, size_
 	struct sockaddr_in sin;
 	socklen_t sl = sizeof sin;
 	int rc = -FI_ENODATA;
-	if (strcmp(prov, "shm") != 0 && getsockname(c->fd, (struct sockaddr *)&sin, &sl) == 0 &&
+	if (strcmp(prov, "shm") != 0 && getsockname(c->ctl.fd, (struct sockaddr *)&sin, &sl) == 0 &&
 	    sin.sin_family == AF_INET && inet_ntop(AF_INET, &sin.sin_addr, src, sizeof src))
 		rc = fi_getinfo(FAB_VERSION, src, NULL, FI_SOURCE, h, &c->info);
 	if (rc != 0)
@@ -272,7 +202,7 @@ static int fabric_open(struct remote_conn *c, const char *prov, char *err, size_
 		snprintf(err, errlen,
 			 "%s: libfabric has no usable provider \"%s\" for RMA with manual progress "
 			 "(fi_getinfo: %s)",
-			 c->name, prov, fi_strerror(-rc));
+			 c->ctl.name, prov, fi_strerror(-rc));
 		c->info = NULL;
 		return fab_errno(rc);
 	}
@@ -281,7 +211,7 @@ static int fabric_open(struct remote_conn *c, const char *prov, char *err, size_
 	if (rc == 0)
 		rc = fi_domain(c->fabric, c->info, &c->domain, NULL);
 	if (rc != 0) {
-		snprintf(err, errlen, "%s: cannot open libfabric %s %s: %s", c->name, prov,
+		snprintf(err, errlen, "%s: cannot open libfabric %s %s: %s", c->ctl.name, prov,
 			 c->fabric ? "domain" : "fabric", fi_strerror(-rc));
 		return fab_errno(rc);
 	}
@@ -296,9 +226,7 @@ static void conn_free(struct remote_conn *c)
 		fi_close(&c->fabric->fid);
 	if (c->info)
 		fi_freeinfo(c->info);
-	if (c->fd >= 0)
-		close(c->fd);
-	pthread_mutex_destroy(&c->lock);
+	rctl_close(&c->ctl);
 	free(c);
 }
 
@@ -306,17 +234,13 @@ static void conn_free(struct remote_conn *c)
 static int fab_connect(const struct remote_target *t, const void *secret, size_t secret_len,
 		       struct remote_conn **out, char *err, size_t errlen)
 {
-	char why[512];
 	const char *prov = fab_prov(t->provider);
 	*out = NULL;
 	if (!prov) {
-		snprintf(err, errlen, "remote: unknown provider \"%s\": use tcp, shm or verbs",
+		snprintf(err, errlen,
+			 "remote: provider \"%s\" is not served by libfabric: use tcp, shm or "
+			 "fi-verbs",
 			 t->provider);
-		return -EINVAL;
-	}
-	if (secret_len < 1 || secret_len > REMOTE_SECRET_MAX) {
-		snprintf(err, errlen, "%s://%s:%u: a secret of %zu bytes: it must be 1 to %d bytes",
-			 t->provider, t->host, t->port, secret_len, REMOTE_SECRET_MAX);
 		return -EINVAL;
 	}
 	pthread_once(&env_once, env_init);
@@ -325,43 +249,24 @@ static int fab_connect(const struct remote_target *t, const void *secret, size_t
 		snprintf(err, errlen, "remote: out of memory");
 		return -ENOMEM;
 	}
-	c->fd = -1;
-	pthread_mutex_init(&c->lock, NULL);
 	atomic_init(&c->next_key, 1);
-	snprintf(c->name, sizeof c->name, "%s://%s:%u", t->provider, t->host, t->port);
-
-	int rc = tdp_connect(t->host, t->port, CONNECT_MS, &c->fd, why, sizeof why);
-	if (rc < 0) {
-		snprintf(err, errlen, "%s: %s", c->name, why);
-		goto fail;
-	}
 	struct tdp_msg w;
-	const char *me = program_invocation_short_name;
-	rc = tdp_handshake(c->fd, secret, secret_len, me ? me : "", &w, CONNECT_MS, why,
-			   sizeof why);
+	int rc = rctl_open(&c->ctl, t, secret, secret_len, &w, err, errlen);
 	if (rc < 0) {
-		snprintf(err, errlen, "%s: %s", c->name, why);
-		goto fail;
+		free(c);
+		return rc;
 	}
-	if (strcmp(w.u.welcome.provider, prov) != 0) {
-		snprintf(err, errlen,
-			 "%s: the server serves fabric provider \"%s\", but the address asks for "
-			 "\"%s\": use the scheme of the server's --provider",
-			 c->name, w.u.welcome.provider, prov);
-		rc = -EPROTONOSUPPORT;
+	rc = rctl_check_provider(&c->ctl, w.u.welcome.provider, prov, err, errlen);
+	if (rc < 0)
 		goto fail;
-	}
-	c->client_id = w.u.welcome.client_id;
-	c->capacity = w.u.welcome.capacity;
-	c->client_limit = w.u.welcome.client_limit;
 	memcpy(c->addr, w.u.welcome.addr, w.u.welcome.addr_len);
 	c->addrlen = w.u.welcome.addr_len;
 	rc = fabric_open(c, prov, err, errlen);
 	if (rc < 0)
 		goto fail;
 	tlog(LOG_INFO, "%s: connected as client %llu (capacity %llu, limit %llu, provider %s)",
-	     c->name, (unsigned long long)c->client_id, (unsigned long long)c->capacity,
-	     (unsigned long long)c->client_limit, prov);
+	     c->ctl.name, (unsigned long long)c->ctl.client_id,
+	     (unsigned long long)c->ctl.capacity, (unsigned long long)c->ctl.client_limit, prov);
 	*out = c;
 	return 0;
 fail:
@@ -369,77 +274,33 @@ fail:
 	return rc;
 }
 
-/* ---- control operations -------------------------------------------------- */
+/* ---- control operations: lib/remote_ctl.c -------------------------------- */
 
 static int fab_lease(struct remote_conn *c, uint64_t bytes, struct remote_lease *out, char *err,
 		     size_t errlen)
 {
-	char why[400], size[32];
-	struct tdp_msg req = {.type = TDP_LEASE_REQ}, rep;
-	req.u.lease_req.bytes = bytes;
-	tdp_size_text(bytes, size, sizeof size);
-	int rc = conn_request(c, &req, TDP_LEASE, &rep, why, sizeof why);
-	if (rc < 0) {
-		snprintf(err, errlen, "%s: lease of %s: %s", c->name, size, why);
-		return rc;
-	}
-	if (rep.u.lease.len < bytes) {
-		snprintf(err, errlen, "%s: lease of %s: the server granted only %llu bytes",
-			 c->name, size, (unsigned long long)rep.u.lease.len);
-		return -EPROTO;
-	}
-	out->id = rep.u.lease.id;
-	out->raddr = rep.u.lease.raddr;
-	out->key = rep.u.lease.key;
-	out->len = rep.u.lease.len;
-	return 0;
+	return rctl_lease(&c->ctl, bytes, out, err, errlen);
 }
 
 static int fab_release(struct remote_conn *c, uint64_t lease_id)
 {
-	char why[400];
-	struct tdp_msg req = {.type = TDP_RELEASE}, rep;
-	req.u.release.id = lease_id;
-	int rc = conn_request(c, &req, TDP_OK, &rep, why, sizeof why);
-	if (rc < 0)
-		tlog(LOG_DEBUG, "%s: release of lease %llu: %s", c->name,
-		     (unsigned long long)lease_id, why);
-	return rc;
+	return rctl_release(&c->ctl, lease_id);
 }
 
 static int fab_report(struct remote_conn *c, uint64_t bytes_written, uint64_t bytes_read)
 {
-	struct tdp_msg m = {.type = TDP_REPORT};
-	m.u.report.bytes_written = bytes_written;
-	m.u.report.bytes_read = bytes_read;
-	if (atomic_load(&c->dead))
-		return -ECONNRESET;
-	pthread_mutex_lock(&c->lock);
-	int rc = tdp_send_msg(c->fd, &m, REPORT_MS);
-	if (rc < 0)
-		conn_broken(c, rc);
-	pthread_mutex_unlock(&c->lock);
-	return rc;
+	return rctl_report(&c->ctl, bytes_written, bytes_read);
 }
 
 static int fab_server_stats(struct remote_conn *c, struct remote_server_stats *out)
 {
-	char why[400];
-	struct tdp_msg req = {.type = TDP_STATS_REQ}, rep;
-	int rc = conn_request(c, &req, TDP_STATS, &rep, why, sizeof why);
-	if (rc < 0) {
-		tlog(LOG_DEBUG, "%s: stats: %s", c->name, why);
-		return rc;
-	}
-	out->capacity = rep.u.stats.capacity;
-	out->leased = rep.u.stats.leased;
-	out->clients = rep.u.stats.clients;
-	out->leases = rep.u.stats.leases;
-	out->bytes_written = rep.u.stats.bytes_written;
-	out->bytes_read = rep.u.stats.bytes_read;
-	out->errors = rep.u.stats.errors;
-	out->refusals = rep.u.stats.refusals;
-	return 0;
+	return rctl_server_stats(&c->ctl, out);
+}
+
+/* fab_check -- 0 while the server is there; -ECONNRESET once it is gone */
+static int fab_check(struct remote_conn *c)
+{
+	return rctl_check(&c->ctl);
 }
 
 /* ---- registration -------------------------------------------------------- */
@@ -456,7 +317,7 @@ static int fab_reg(struct remote_conn *c, void *buf, size_t len, void **desc, vo
 	uint64_t key = atomic_fetch_add(&c->next_key, 1);
 	int rc = fi_mr_reg(c->domain, buf, len, FI_READ | FI_WRITE, 0, key, 0, &mr, NULL);
 	if (rc != 0) {
-		tlog(LOG_WARN, "%s: cannot register %zu bytes at %p: %s", c->name, len, buf,
+		tlog(LOG_WARN, "%s: cannot register %zu bytes at %p: %s", c->ctl.name, len, buf,
 		     fi_strerror(-rc));
 		return fab_errno(rc);
 	}
@@ -489,7 +350,7 @@ static void chan_free(struct remote_chan *ch)
 static int fab_chan_open(struct remote_conn *c, struct remote_chan **out)
 {
 	*out = NULL;
-	if (atomic_load(&c->dead))
+	if (atomic_load(&c->ctl.dead))
 		return -ECONNRESET;
 	struct remote_chan *ch = calloc(1, sizeof *ch);
 	if (!ch)
@@ -547,7 +408,12 @@ static int fab_chan_open(struct remote_conn *c, struct remote_chan **out)
 	*out = ch;
 	return 0;
 fail:
-	tlog(LOG_WARN, "%s: cannot open a channel: %s: %s", c->name, what, fi_strerror(-rc));
+	tlog(LOG_WARN, "%s: cannot open a channel: %s: %s%s", c->ctl.name, what, fi_strerror(-rc),
+	     strcmp(c->info->fabric_attr->prov_name, "verbs;ofi_rxm") == 0 &&
+			     !getenv("FI_UNIVERSE_SIZE")
+		     ? " (over soft-RoCE, set FI_UNIVERSE_SIZE=32: libfabric's default sizing asks "
+		       "for a completion queue larger than rxe allows)"
+		     : "");
 	chan_free(ch);
 	return fab_errno(rc);
 }
@@ -604,17 +470,17 @@ static void fab_chan_close(struct remote_chan *ch)
 /* Every so often, and at once if known, find out whether the server is gone. */
 static bool chan_dead(struct remote_chan *ch, int64_t now)
 {
-	if (atomic_load(&ch->c->dead))
+	if (atomic_load(&ch->c->ctl.dead))
 		return true;
 	if (now - ch->last_probe < PROBE_NS)
 		return false;
 	ch->last_probe = now;
-	return conn_probe_dead(ch->c);
+	return rctl_probe_dead(&ch->c->ctl);
 }
 
 static int fab_post(struct remote_chan *ch, const struct remote_io *io, bool write)
 {
-	if (atomic_load(&ch->c->dead))
+	if (atomic_load(&ch->c->ctl.dead))
 		return -ECONNRESET;
 	if (io->len == 0 || io->len > ch->c->info->ep_attr->max_msg_size)
 		return io->len == 0 ? -EINVAL : -EMSGSIZE;
@@ -646,7 +512,7 @@ static int fab_post(struct remote_chan *ch, const struct remote_io *io, bool wri
 	}
 	if (rc == -FI_EAGAIN)
 		return chan_dead(ch, now_ns()) ? -ECONNRESET : -EAGAIN;
-	tlog(LOG_DEBUG, "%s: fi_%smsg: %s", ch->c->name, write ? "write" : "read",
+	tlog(LOG_DEBUG, "%s: fi_%smsg: %s", ch->c->ctl.name, write ? "write" : "read",
 	     fi_strerror((int)-rc));
 	return fab_errno(rc);
 }
@@ -707,15 +573,15 @@ static int reap(struct remote_chan *ch, struct remote_cqe *cqe, int max)
 	struct fab_op *op = ee.op_context;
 	if (!op) {
 		/* expected once the server is gone; worth a warning otherwise */
-		tlog(conn_probe_dead(ch->c) ? LOG_DEBUG : LOG_WARN,
-		     "%s: completion queue error without a transfer: %s", ch->c->name,
+		tlog(rctl_probe_dead(&ch->c->ctl) ? LOG_DEBUG : LOG_WARN,
+		     "%s: completion queue error without a transfer: %s", ch->c->ctl.name,
 		     fi_strerror(ee.err));
 		return fab_errno(ee.err);
 	}
 	void *ctx = op->ctx;
 	if (!op_done(ch, op))
 		return 0;
-	tlog(LOG_DEBUG, "%s: transfer failed: %s (%s)", ch->c->name, fi_strerror(ee.err),
+	tlog(LOG_DEBUG, "%s: transfer failed: %s (%s)", ch->c->ctl.name, fi_strerror(ee.err),
 	     fi_cq_strerror(ch->cq, ee.prov_errno, ee.err_data, NULL, 0));
 	cqe[0].ctx = ctx;
 	cqe[0].status = fab_errno(ee.err);
@@ -800,9 +666,9 @@ static void fab_close(struct remote_conn *c)
 	int n = atomic_load(&c->nchan);
 	if (n > 0) {
 		/* fi_close of the domain would fail: keep the fabric objects, drop the rest */
-		tlog(LOG_WARN, "%s: closed with %d channel(s) still open: leaking them", c->name,
+		tlog(LOG_WARN, "%s: closed with %d channel(s) still open: leaking them", c->ctl.name,
 		     n);
-		close(c->fd);
+		rctl_close(&c->ctl);
 		return;
 	}
 	conn_free(c);
@@ -810,7 +676,7 @@ static void fab_close(struct remote_conn *c)
 
 static const char *fab_name_of(struct remote_conn *c)
 {
-	return c->name;
+	return c->ctl.name;
 }
 
 const struct remote_ops remote_fabric_ops = {

@@ -92,7 +92,7 @@ static void reply_error(struct client *c, int code, const char *fmt, ...)
 static void lease_drop(struct server *s, struct client *c, size_t i)
 {
 	struct lease *l = &c->leases[i];
-	sfab_dereg(l->mr); /* first: no RMA may reach the range once it is scrubbed */
+	s->dp->ops->dereg(s->dp, l->mr); /* first: no RMA may reach the range once it is scrubbed */
 	pool_release(&s->pool, l->off, l->len);
 	s->leased -= l->len;
 	s->leases--;
@@ -112,6 +112,14 @@ static void release_all(struct server *s, struct client *c, const char *why)
 		lease_drop(s, c, c->nleases - 1);
 }
 
+/* data_path_end -- after release_all: the data path's own state of c (verbs: QPs, PD) */
+static void data_path_end(struct server *s, struct client *c)
+{
+	if (c->dp_priv)
+		s->dp->ops->client_remove(s->dp, c);
+	c->dp_priv = NULL;
+}
+
 /* ---- ending a connection ------------------------------------------------- */
 
 /* client_end -- close now: leases released, counted out */
@@ -122,6 +130,7 @@ static void client_end(struct server *s, struct client *c, const char *why)
 	char name[160];
 	who(c, name, sizeof name);
 	release_all(s, c, why);
+	data_path_end(s, c);
 	if (c->state == C_READY) {
 		s->authed--;
 		if (c->owner)
@@ -154,6 +163,7 @@ static void client_fail(struct server *s, struct client *c, int code, const char
 	who(c, name, sizeof name);
 	slog(SLOG_WARN, "%s: %s: disconnecting", name, m.u.error.msg);
 	release_all(s, c, "disconnected");
+	data_path_end(s, c);
 	if (c->state == C_READY) {
 		s->authed--;
 		if (c->owner)
@@ -212,6 +222,20 @@ static void on_auth(struct server *s, struct client *c, const struct tdp_msg *m)
 	struct tdp_msg r = {.type = TDP_WELCOME};
 	tdp_mac_server(s->secret, s->secret_len, c->cnonce, c->snonce, r.u.welcome.mac);
 	c->id = ++s->next_client_id;
+	snprintf(r.u.welcome.provider, sizeof r.u.welcome.provider, "%s",
+		 s->dp->ops->prov_name(s->dp));
+	struct sockaddr_in local;
+	socklen_t sl = sizeof local;
+	bool have_local = getsockname(c->fd, (struct sockaddr *)&local, &sl) == 0 &&
+			  local.sin_family == AF_INET;
+	char why[256];
+	if (s->dp->ops->client_add(s->dp, c, have_local ? &local : NULL, r.u.welcome.addr,
+				   sizeof r.u.welcome.addr, &r.u.welcome.addr_len, why,
+				   sizeof why) < 0) {
+		slog(SLOG_ERROR, "client %llu: %s", (unsigned long long)c->id, why);
+		client_fail(s, c, ENOMEM, "the server cannot serve this client: %s", why);
+		return;
+	}
 	c->state = C_READY;
 	c->deadline = 0;
 	c->owner = strcmp(c->name, STATUS_NAME) != 0;
@@ -223,13 +247,6 @@ static void on_auth(struct server *s, struct client *c, const struct tdp_msg *m)
 	r.u.welcome.client_id = c->id;
 	r.u.welcome.capacity = s->pool.size;
 	r.u.welcome.client_limit = s->o.client_limit;
-	snprintf(r.u.welcome.provider, sizeof r.u.welcome.provider, "%s", sfab_prov_name(s->fab));
-	struct sockaddr_in local;
-	socklen_t sl = sizeof local;
-	bool have_local = getsockname(c->fd, (struct sockaddr *)&local, &sl) == 0 &&
-			  local.sin_family == AF_INET;
-	r.u.welcome.addr_len = (uint16_t)sfab_addr(s->fab, have_local ? &local : NULL,
-						   r.u.welcome.addr, sizeof r.u.welcome.addr);
 	char name[160];
 	who(c, name, sizeof name);
 	slog(SLOG_INFO, "%s: welcomed", name);
@@ -293,8 +310,8 @@ static void on_lease_req(struct server *s, struct client *c, uint64_t bytes)
 	l->id = ++s->next_lease_id;
 	l->off = off;
 	l->len = len;
-	if (sfab_reg(s->fab, s->pool.base + off, len, &l->mr, &l->key, &l->raddr, why,
-		     sizeof why) < 0) {
+	if (s->dp->ops->reg(s->dp, c, s->pool.base + off, len, &l->mr, &l->key, &l->raddr, why,
+			    sizeof why) < 0) {
 		pool_release(&s->pool, off, len);
 		slog(SLOG_ERROR, "%s", why);
 		reply_error(c, ENOMEM, "%s", why);

@@ -1,5 +1,6 @@
 /*
- * fabric.c -- tieredd's side of the data path: one libfabric RDM endpoint
+ * fabric.c -- tieredd's libfabric data path (dpath_fabric_ops; providers
+ * tcp, shm, fi-verbs): one libfabric RDM endpoint
  * that clients reach with one-sided RMA, one memory registration per
  * lease, and the progress that the providers need.
  *
@@ -13,8 +14,11 @@
  *
  * Each lease has its own MR: with a key the provider chose (FI_MR_PROV_KEY)
  * or a random one, so a key reaches that lease and nothing else -- on tcp
- * and verbs.  shm (libfabric 1.17) lets the client copy with
- * process_vm_readv/writev (CMA) and checks no key on that path; turning CMA
+ * and fi-verbs.  (With fi-verbs every client's QP shares the one domain, so
+ * a client that learned or guessed another's 32-bit rkey could use it;
+ * verbs.c gives each client its own protection domain instead.)  shm
+ * (libfabric 1.17) lets the client copy with process_vm_readv/writev (CMA)
+ * and checks no key on that path; turning CMA
  * off (FI_SHM_DISABLE_CMA) costs 100x and more in bandwidth, and a client
  * allowed to use CMA on us may ptrace us anyway.  So shm serves trusted
  * clients of the server's own user, and the server says so when it starts.
@@ -38,6 +42,7 @@
 #define FAB_VERSION FI_VERSION(1, 17)
 
 struct sfab {
+	struct dpath dp; /* first: the server holds &dp */
 	struct fi_info *info;
 	struct fid_fabric *fabric;
 	struct fid_domain *domain;
@@ -54,7 +59,7 @@ struct sfab {
 
 static const struct {
 	const char *scheme, *prov;
-} provs[] = {{"tcp", "tcp;ofi_rxm"}, {"shm", "shm"}, {"verbs", "verbs;ofi_rxm"}};
+} provs[] = {{"tcp", "tcp;ofi_rxm"}, {"shm", "shm"}, {"fi-verbs", "verbs;ofi_rxm"}};
 
 static struct fi_info *server_hints(const char *prov, bool rma_event)
 {
@@ -97,15 +102,18 @@ static int server_info(struct sfab *f, const char *prov, const char *listen, boo
 	return rc;
 }
 
-int sfab_open(struct sfab **out, const char *scheme, const char *listen, char *err,
-	      size_t errlen)
+static void sfab_close(struct dpath *d);
+
+/* sfab_open -- the endpoint of s->o.provider bound to s->o.listen */
+static int sfab_open(struct server *s, struct dpath **out, char *err, size_t errlen)
 {
+	const char *scheme = s->o.provider, *listen = s->o.listen;
 	const char *prov = NULL;
 	for (size_t i = 0; i < sizeof provs / sizeof provs[0]; i++)
 		if (strcmp(provs[i].scheme, scheme) == 0)
 			prov = provs[i].prov;
 	if (!prov) {
-		snprintf(err, errlen, "unknown provider \"%s\": use tcp, shm or verbs", scheme);
+		snprintf(err, errlen, "unknown provider \"%s\": use tcp, shm or fi-verbs", scheme);
 		return -EINVAL;
 	}
 	/* The registration cache's monitors would hook memory we manage ourselves. */
@@ -115,6 +123,7 @@ int sfab_open(struct sfab **out, const char *scheme, const char *listen, char *e
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
+	f->dp.ops = &dpath_fabric_ops;
 	f->waitfd = -1;
 	bool rma_event = false;
 	const char *what = "fi_getinfo";
@@ -125,7 +134,7 @@ int sfab_open(struct sfab **out, const char *scheme, const char *listen, char *e
 			 "(fi_getinfo: %s)",
 			 prov, listen, fi_strerror(-rc));
 		f->info = NULL;
-		sfab_close(f);
+		sfab_close(&f->dp);
 		return -ENODEV;
 	}
 	f->mr_mode = f->info->domain_attr->mr_mode;
@@ -181,16 +190,21 @@ int sfab_open(struct sfab **out, const char *scheme, const char *listen, char *e
 	slog(SLOG_DEBUG, "fabric: %s, domain %s, mr_mode 0x%llx, progress by %s", prov,
 	     f->info->domain_attr->name, (unsigned long long)f->mr_mode,
 	     f->waitfd >= 0 ? "wait fd" : f->cntr ? "remote-access counter" : "polling");
-	*out = f;
+	*out = &f->dp;
 	return 0;
 fail:
-	snprintf(err, errlen, "libfabric %s (%s): %s", what, prov, fi_strerror(-rc));
-	sfab_close(f);
+	snprintf(err, errlen, "libfabric %s (%s): %s%s", what, prov, fi_strerror(-rc),
+		 strcmp(scheme, "fi-verbs") == 0 && !getenv("FI_UNIVERSE_SIZE")
+			 ? " (over soft-RoCE, set FI_UNIVERSE_SIZE=32: libfabric's default sizing "
+			   "asks for a completion queue larger than rxe allows)"
+			 : "");
+	sfab_close(&f->dp);
 	return -EIO;
 }
 
-void sfab_close(struct sfab *f)
+static void sfab_close(struct dpath *d)
 {
+	struct sfab *f = (struct sfab *)d;
 	if (!f)
 		return;
 	if (f->ep)
@@ -210,13 +224,21 @@ void sfab_close(struct sfab *f)
 	free(f);
 }
 
-const char *sfab_prov_name(const struct sfab *f)
+static const char *sfab_prov_name(const struct dpath *d)
 {
+	const struct sfab *f = (const struct sfab *)d;
 	return f->info->fabric_attr->prov_name;
 }
 
-size_t sfab_addr(const struct sfab *f, const void *local_sin, uint8_t *buf, size_t cap)
+/*
+ * sfab_client_add -- the endpoint's address, the same for every client.
+ * When it is a wildcard IPv4 address, local (the address the client
+ * reached us on) replaces it.
+ */
+static int sfab_client_add(struct dpath *d, struct client *c, const struct sockaddr_in *local_sin,
+			   uint8_t *buf, size_t cap, uint16_t *len, char *err, size_t errlen)
 {
+	const struct sfab *f = (const struct sfab *)d;
 	size_t n = f->addrlen < cap ? f->addrlen : cap;
 	memcpy(buf, f->addr, n);
 	if (f->info->addr_format == FI_SOCKADDR_IN && n >= sizeof(struct sockaddr_in) &&
@@ -224,20 +246,27 @@ size_t sfab_addr(const struct sfab *f, const void *local_sin, uint8_t *buf, size
 		struct sockaddr_in sin;
 		memcpy(&sin, buf, sizeof sin);
 		if (sin.sin_addr.s_addr == htonl(INADDR_ANY)) {
-			sin.sin_addr = ((const struct sockaddr_in *)local_sin)->sin_addr;
+			sin.sin_addr = local_sin->sin_addr;
 			memcpy(buf, &sin, sizeof sin);
 		}
 	}
-	return n;
+	*len = (uint16_t)n;
+	return 0;
 }
 
-int sfab_reg(struct sfab *f, void *addr, uint64_t len, struct fid_mr **mr, uint64_t *key,
-	     uint64_t *raddr, char *err, size_t errlen)
+static void sfab_client_remove(struct dpath *d, struct client *c)
 {
+}
+
+static int sfab_reg(struct dpath *d, struct client *c, void *addr, uint64_t len, void **mrp,
+		    uint64_t *key, uint64_t *raddr, char *err, size_t errlen)
+{
+	struct sfab *f = (struct sfab *)d;
+	struct fid_mr *m = NULL, **mr = &m;
 	uint64_t access = FI_REMOTE_READ | FI_REMOTE_WRITE;
 	size_t ksize = f->info->domain_attr->mr_key_size;
 	int rc = -FI_ENOKEY;
-	*mr = NULL;
+	*mrp = NULL;
 	/* A requested key is random (unguessable); retry the rare collision. */
 	for (int tries = 0; tries < 8 && (rc == -FI_ENOKEY || rc == -FI_EKEYREJECTED); tries++) {
 		uint64_t want = 0;
@@ -262,19 +291,21 @@ int sfab_reg(struct sfab *f, void *addr, uint64_t len, struct fid_mr **mr, uint6
 		*mr = NULL;
 		return -ENOMEM;
 	}
-	*key = fi_mr_key(*mr);
+	*key = fi_mr_key(m);
 	*raddr = (f->mr_mode & FI_MR_VIRT_ADDR) ? (uint64_t)(uintptr_t)addr : 0;
+	*mrp = m;
 	return 0;
 }
 
-void sfab_dereg(struct fid_mr *mr)
+static void sfab_dereg(struct dpath *d, void *mr)
 {
 	if (mr)
-		fi_close(&mr->fid);
+		fi_close(&((struct fid_mr *)mr)->fid);
 }
 
-bool sfab_progress(struct sfab *f)
+static bool sfab_progress(struct dpath *d)
 {
+	struct sfab *f = (struct sfab *)d;
 	struct fi_cq_entry e[8];
 	bool busy = false;
 	ssize_t n = fi_cq_read(f->cq, e, 8);
@@ -296,15 +327,30 @@ bool sfab_progress(struct sfab *f)
 	return busy;
 }
 
-int sfab_wait_fd(const struct sfab *f)
+static int sfab_wait_fd(const struct dpath *d)
 {
-	return f->waitfd;
+	return ((const struct sfab *)d)->waitfd;
 }
 
-bool sfab_trywait(struct sfab *f)
+static bool sfab_trywait(struct dpath *d)
 {
+	struct sfab *f = (struct sfab *)d;
 	if (f->waitfd < 0)
 		return false;
 	struct fid *fid = &f->cq->fid;
 	return fi_trywait(f->fabric, &fid, 1) == FI_SUCCESS;
 }
+
+const struct dpath_ops dpath_fabric_ops = {
+	.open = sfab_open,
+	.close = sfab_close,
+	.prov_name = sfab_prov_name,
+	.client_add = sfab_client_add,
+	.client_remove = sfab_client_remove,
+	.reg = sfab_reg,
+	.dereg = sfab_dereg,
+	.progress = sfab_progress,
+	.wait_fd = sfab_wait_fd,
+	.trywait = sfab_trywait,
+	.manual_progress = true,
+};

@@ -1,16 +1,19 @@
 /*
  * tieredd.c -- the memory server: options, the secret, the listening
  * socket, and the one-thread poll() loop that serves control connections
- * (client.c) and drives fabric progress (fabric.c).  `tieredd --status`
- * asks a running server for its figures.
+ * (client.c) and drives the data path (fabric.c: libfabric progress;
+ * verbs.c: rdma_cm events).  `tieredd --status` asks a running server for
+ * its figures.
  *
- * Progress: clients' RMA advances only while this loop calls fi_cq_read.
+ * Progress (libfabric): clients' RMA advances only while this loop calls fi_cq_read.
  * In the default adaptive mode the loop spins (poll with no timeout,
  * sched_yield between rounds) while traffic was seen in the last --spin-us
  * microseconds, and otherwise sleeps: blocked on the CQ's wait fd where the
  * provider has one (tcp: it wakes on incoming data), or in 1 ms polls where
  * it has none (shm; blocked outright while no lease exists).  An idle tcp
  * server uses no CPU; an idle shm server with leases about 2% of one.
+ * With verbs the adapter moves the data by itself: the loop never spins
+ * and wakes only for rdma_cm events (connects and disconnects).
  *
  * SIGTERM and SIGINT are blocked and read from a signalfd that sits in the
  * poll set, so the loop sees them at one place, whether it sleeps or spins
@@ -120,11 +123,12 @@ static void usage(FILE *f)
 {
 	fputs("usage: tieredd -s SECRET_FILE [options]\n"
 	      "       tieredd --status -s SECRET_FILE [-l ADDR] [-p PORT]\n"
-	      "Serve memory to libtiered clients over libfabric RMA.\n"
+	      "Serve memory to libtiered clients over RDMA (libibverbs) or libfabric RMA.\n"
 	      "\n"
 	      "  -l, --listen ADDR        IPv4 address to listen on (default 127.0.0.1)\n"
 	      "  -p, --port PORT          control port, 0 picks one (default 7411)\n"
-	      "  -P, --provider NAME      fabric provider: tcp, shm or verbs (default tcp)\n"
+	      "  -P, --provider NAME      data path: tcp, shm, fi-verbs (libfabric) or verbs\n"
+	      "                           (libibverbs and librdmacm) (default tcp)\n"
 	      "  -c, --capacity SIZE      memory served, a multiple of 2M (default 1G)\n"
 	      "  -s, --secret-file PATH   shared secret, 16 to 256 bytes, mode 0600 or stricter\n"
 	      "      --secret-fd N        read the secret from fd N instead, then close it\n"
@@ -262,8 +266,9 @@ static int parse_args(int argc, char **argv, struct cli *a)
 			o->port = (uint16_t)v;
 			break;
 		case 'P':
-			if (strcmp(arg, "tcp") && strcmp(arg, "shm") && strcmp(arg, "verbs"))
-				return bad("--provider", arg, "expected tcp, shm or verbs");
+			if (strcmp(arg, "tcp") && strcmp(arg, "shm") && strcmp(arg, "verbs") &&
+			    strcmp(arg, "fi-verbs"))
+				return bad("--provider", arg, "expected tcp, shm, verbs or fi-verbs");
 			snprintf(o->provider, sizeof o->provider, "%s", arg);
 			break;
 		case 'c':
@@ -573,7 +578,8 @@ static int serve(struct server *s, int sigfd)
 	struct pollfd *pfd = NULL;
 	struct client **who = NULL;
 	size_t cap = 0;
-	const int waitfd = sfab_wait_fd(s->fab);
+	const int waitfd = s->dp->ops->wait_fd(s->dp);
+	const bool manual = s->dp->ops->manual_progress;
 	const int64_t spin_ns = (int64_t)s->o.spin_us * 1000;
 	int64_t now = mono_ns(), last_traffic = 0;
 	int64_t next_stats = s->o.stats_interval ? now + (int64_t)s->o.stats_interval * 1000000000LL
@@ -582,7 +588,7 @@ static int serve(struct server *s, int sigfd)
 	int rc = 0;
 
 	while (!g_stop) {
-		if (sfab_progress(s->fab))
+		if (s->dp->ops->progress(s->dp))
 			last_traffic = mono_ns();
 		now = mono_ns();
 		int64_t next = client_timers(s, now);
@@ -638,10 +644,10 @@ static int serve(struct server *s, int sigfd)
 		 * is safe to block, it resets the wait fd's internal signal, which
 		 * otherwise stays readable and would pass for traffic for ever.
 		 */
-		bool spin = s->o.progress == PROGRESS_SPIN ||
-			    (s->o.progress == PROGRESS_ADAPTIVE && last_traffic &&
-			     now - last_traffic < spin_ns);
-		bool can_block = waitfd >= 0 && sfab_trywait(s->fab);
+		bool spin = manual && (s->o.progress == PROGRESS_SPIN ||
+				       (s->o.progress == PROGRESS_ADAPTIVE && last_traffic &&
+					now - last_traffic < spin_ns));
+		bool can_block = waitfd >= 0 && s->dp->ops->trywait(s->dp);
 		int64_t t; /* ns; -1 = until something happens */
 		if (spin)
 			t = 0;
@@ -752,9 +758,12 @@ int main(int argc, char **argv)
 		pool_fini(&s.pool);
 		return 1;
 	}
-	rc = sfab_open(&s.fab, s.o.provider, s.o.listen, why, sizeof why);
+	const struct dpath_ops *dp = strcmp(s.o.provider, "verbs") == 0 ? &dpath_verbs_ops
+									   : &dpath_fabric_ops;
+	rc = dp->open(&s, &s.dp, why, sizeof why);
 	if (rc < 0) {
-		slog(SLOG_ERROR, "fabric: %s", why);
+		slog(SLOG_ERROR, "%s: %s", strcmp(s.o.provider, "verbs") == 0 ? "verbs" : "fabric",
+		     why);
 		close(s.lfd);
 		pool_fini(&s.pool);
 		return 1;
@@ -764,11 +773,14 @@ int main(int argc, char **argv)
 		slog(SLOG_WARN, "shm: clients copy with process_vm_readv/writev, so lease keys do "
 				"not confine them: serve only trusted clients of this user (use tcp or "
 				"verbs to isolate clients)");
+	if (strcmp(s.o.provider, "fi-verbs") == 0 && !s.o.private_mode)
+		slog(SLOG_INFO, "fi-verbs: every client's queue pairs share one protection domain, "
+				"so a lease's key is its only guard; -P verbs gives each client its own");
 	char cap[32], lim[32];
 	tdp_size_text(s.o.capacity, cap, sizeof cap);
 	tdp_size_text(s.o.client_limit, lim, sizeof lim);
-	slog(SLOG_INFO, "serving %s (at most %s per client) on %s:%u, fabric %s, pid %d", cap, lim,
-	     s.o.listen, s.port, sfab_prov_name(s.fab), (int)getpid());
+	slog(SLOG_INFO, "serving %s (at most %s per client) on %s:%u, data path %s, pid %d", cap,
+	     lim, s.o.listen, s.port, s.dp->ops->prov_name(s.dp), (int)getpid());
 	if (s.o.ready_fd >= 0) {
 		dprintf(s.o.ready_fd, "%u %d\n", s.port, (int)getpid());
 		close(s.o.ready_fd);
@@ -776,7 +788,7 @@ int main(int argc, char **argv)
 
 	rc = serve(&s, sigfd);
 	client_close_all(&s);
-	sfab_close(s.fab);
+	s.dp->ops->close(s.dp);
 	close(s.lfd);
 	close(sigfd);
 	pool_fini(&s.pool);

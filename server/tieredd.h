@@ -2,8 +2,9 @@
  * tieredd.h -- the memory server's modules and the state they share.
  *
  * tieredd is one thread: a poll() loop (tieredd.c) over the listening
- * socket, the clients' control sockets (client.c) and fabric progress
- * (fabric.c); leases are carved from one memory area (pool.c).  Nothing
+ * socket, the clients' control sockets (client.c) and the data path: fabric
+ * progress (fabric.c, libfabric) or rdma_cm events (verbs.c, librdmacm and
+ * libibverbs); leases are carved from one memory area (pool.c).  Nothing
  * needs a lock.
  */
 #ifndef TIEREDD_H
@@ -15,7 +16,9 @@
 
 #include "proto.h"
 
-struct fid_mr;
+struct server;
+struct client;
+struct sockaddr_in;
 
 /* ==== tieredd.c ============================================================ */
 enum slog_level { SLOG_ERROR, SLOG_WARN, SLOG_INFO, SLOG_DEBUG };
@@ -43,28 +46,60 @@ int pool_alloc(struct pool *p, uint64_t len, uint64_t *off);
 void pool_release(struct pool *p, uint64_t off, uint64_t len);
 uint64_t pool_largest_free(const struct pool *p);
 
-/* ==== fabric.c ============================================================= */
-struct sfab;
-/* Open provider ("tcp", "shm", "verbs") bound to the listen address. */
-int sfab_open(struct sfab **out, const char *scheme, const char *listen, char *err,
-	      size_t errlen);
-void sfab_close(struct sfab *f);
-const char *sfab_prov_name(const struct sfab *f);
+/* ==== the data path: fabric.c or verbs.c ================================== */
 /*
- * The endpoint's address as clients insert it.  When it is a wildcard IPv4
- * address, local (the address a client reached us on) replaces it.
+ * What clients' one-sided RMA reaches: a libfabric endpoint (tcp, shm,
+ * fi-verbs) or an rdma_cm listener with a protection domain per client
+ * (verbs).  Each implementation embeds struct dpath first in its own state.
  */
-size_t sfab_addr(const struct sfab *f, const void *local_sin, uint8_t *buf, size_t cap);
-/* Register [addr, addr+len) for remote read and write: its own key, raddr as RMA wants it. */
-int sfab_reg(struct sfab *f, void *addr, uint64_t len, struct fid_mr **mr, uint64_t *key,
-	     uint64_t *raddr, char *err, size_t errlen);
-void sfab_dereg(struct fid_mr *mr);
-/* Drive progress once; true when it saw traffic (completions, remote-access counter). */
-bool sfab_progress(struct sfab *f);
-/* The fd that turns readable on incoming traffic, or -1 (shm has none). */
-int sfab_wait_fd(const struct sfab *f);
-/* May the loop block on the wait fd now?  false: progress is pending, do not block. */
-bool sfab_trywait(struct sfab *f);
+struct dpath {
+	const struct dpath_ops *ops;
+};
+
+struct dpath_ops {
+	/*
+	 * Open the data path of s->o.provider on s->o.listen (s->port is the
+	 * control port, already bound).  0, or a negative errno with err.
+	 */
+	int (*open)(struct server *s, struct dpath **out, char *err, size_t errlen);
+	void (*close)(struct dpath *d);
+	/* The WELCOME's provider string ("tcp;ofi_rxm", "rdma-rc", ...). */
+	const char *(*prov_name)(const struct dpath *d);
+	/*
+	 * Client c (c->id set) passed AUTH: set up what it needs (verbs: its own
+	 * protection domain) and write its WELCOME address to addr.  local is
+	 * the address c reached the control port on, or NULL.  0, or a negative
+	 * errno with err (the client then gets ERROR instead of WELCOME).
+	 */
+	int (*client_add)(struct dpath *d, struct client *c, const struct sockaddr_in *local,
+			  uint8_t *addr, size_t cap, uint16_t *len, char *err, size_t errlen);
+	/* c's connection ended and its leases are deregistered: drop the rest. */
+	void (*client_remove)(struct dpath *d, struct client *c);
+	/*
+	 * Register [addr, addr+len) for c's remote read and write: its own key,
+	 * reachable by c alone where the data path can tell clients apart.
+	 */
+	int (*reg)(struct dpath *d, struct client *c, void *addr, uint64_t len, void **mr,
+		   uint64_t *key, uint64_t *raddr, char *err, size_t errlen);
+	void (*dereg)(struct dpath *d, void *mr);
+	/* Drive progress once; true when it saw traffic. */
+	bool (*progress)(struct dpath *d);
+	/* The fd that turns readable when progress() has work, or -1. */
+	int (*wait_fd)(const struct dpath *d);
+	/* May the loop block on the wait fd now?  false: do not block. */
+	bool (*trywait)(struct dpath *d);
+	/* Progress is manual (libfabric tcp, shm): spin after traffic (--progress). */
+	bool manual_progress;
+};
+
+/* fabric.c: libfabric RDM endpoint, providers tcp;ofi_rxm, shm and verbs;ofi_rxm. */
+extern const struct dpath_ops dpath_fabric_ops;
+/*
+ * verbs.c: rdma_cm listener and RC queue pairs in per-client protection
+ * domains (provider "rdma-rc"); verbs_none.c when built without
+ * librdmacm/libibverbs, whose open fails and says so.
+ */
+extern const struct dpath_ops dpath_verbs_ops;
 
 /* ==== client.c ============================================================= */
 enum progress_mode { PROGRESS_ADAPTIVE, PROGRESS_SPIN, PROGRESS_WAIT };
@@ -86,7 +121,7 @@ struct server_opts {
 
 struct lease {
 	uint64_t id, off, len, key, raddr;
-	struct fid_mr *mr;
+	void *mr; /* the data path's registration */
 };
 
 enum client_state { C_HELLO, C_AUTH, C_READY, C_CLOSING };
@@ -111,6 +146,7 @@ struct client {
 	size_t nleases, cap;
 	uint64_t leased;
 	uint64_t rep_written, rep_read; /* the last REPORT */
+	void *dp_priv; /* the data path's per-client state (verbs: PD, queue pairs), or NULL */
 };
 
 struct server {
@@ -120,7 +156,7 @@ struct server {
 	int lfd;
 	uint16_t port;
 	struct pool pool;
-	struct sfab *fab;
+	struct dpath *dp;
 	struct client **clients;
 	size_t nclients, cap;
 	uint64_t next_client_id, next_lease_id;

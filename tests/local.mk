@@ -16,6 +16,7 @@ EXTRA_DIST += tests/tsan.supp
 
 include $(srcdir)/tests/unit/local.mk
 include $(srcdir)/tests/integration/local.mk
+
 include $(srcdir)/tests/vm/local.mk
 include $(srcdir)/tests/fuzz/local.mk
 

@@ -783,6 +783,7 @@ START_TEST(parse_target)
 	good_target("tcp://127.0.0.1:7411", "tcp", "127.0.0.1", 7411);
 	good_target("shm://localhost:1", "shm", "localhost", 1);
 	good_target("verbs://node-1.example_x:65535", "verbs", "node-1.example_x", 65535);
+	good_target("fi-verbs://10.0.0.1:7411", "fi-verbs", "10.0.0.1", 7411);
 	/* len bounds the string: "tcp://h:1234" cut to 10 bytes is port 12. */
 	struct remote_target t;
 	char err[256];
@@ -791,8 +792,9 @@ START_TEST(parse_target)
 
 	/* The message the brief shows, exactly. */
 	ck_assert_int_eq(remote_parse_target("foo://x", 7, &t, err, sizeof err), -EINVAL);
-	ck_assert_str_eq(err, "remote: \"foo://x\" has an unknown provider \"foo\": use tcp, shm "
-			      "or verbs");
+	ck_assert_str_eq(err, "remote: \"foo://x\" has an unknown provider \"foo\": use tcp, shm, "
+			      "verbs (libibverbs) or fi-verbs (libfabric's verbs;ofi_rxm)");
+	bad_target("fi_verbs://h:1", "unknown provider \"fi_verbs\"");
 	bad_target("TCP://h:1", "unknown provider \"TCP\"");
 	bad_target("://h:1", "unknown provider \"\"");
 	bad_target("127.0.0.1:7411", "is not a server address: use provider://host:port");
@@ -818,6 +820,88 @@ START_TEST(parse_target)
 }
 END_TEST
 
+/* ---- the verbs data path's wire formats (rdma-rc) ------------------------- */
+
+START_TEST(rc_addr_and_qp_pdata)
+{
+	char err[256] = "";
+	/* the WELCOME address: layout and round trip */
+	struct tdp_rc_addr a = {.ipv4 = {10, 0, 0, 1}, .port = 0x1cf3}, b;
+	for (int i = 0; i < TDP_NONCE_LEN; i++)
+		a.nonce[i] = (uint8_t)(0xa0 + i);
+	uint8_t buf[TDP_RC_ADDR_LEN + 1];
+	tdp_rc_addr_put(buf, &a);
+	ck_assert_uint_eq(buf[0], 4);
+	ck_assert_uint_eq(buf[1], 10);
+	ck_assert_uint_eq(buf[4], 1);
+	ck_assert_uint_eq(buf[5], 0xf3); /* little-endian port */
+	ck_assert_uint_eq(buf[6], 0x1c);
+	ck_assert_uint_eq(buf[7], 0xa0);
+	ck_assert_int_eq(tdp_rc_addr_get(buf, TDP_RC_ADDR_LEN, &b, err, sizeof err), 0);
+	ck_assert_mem_eq(&a, &b, sizeof a);
+	ck_assert_int_eq(tdp_rc_addr_get(buf, TDP_RC_ADDR_LEN - 1, &b, err, sizeof err), -EPROTO);
+	ck_assert_str_has(err, "an rdma-rc address of 38 bytes: it has 39");
+	ck_assert_int_eq(tdp_rc_addr_get(buf, TDP_RC_ADDR_LEN + 1, &b, err, sizeof err), -EPROTO);
+	buf[0] = 6;
+	ck_assert_int_eq(tdp_rc_addr_get(buf, TDP_RC_ADDR_LEN, &b, err, sizeof err), -EPROTO);
+	ck_assert_str_has(err, "of kind 6: only 4 (IPv4)");
+	buf[0] = 4, buf[5] = buf[6] = 0;
+	ck_assert_int_eq(tdp_rc_addr_get(buf, TDP_RC_ADDR_LEN, &b, err, sizeof err), -EPROTO);
+	ck_assert_str_has(err, "port 0");
+
+	/* the proof binds the secret, the client id and the nonce */
+	uint8_t p1[TDP_MAC_LEN], p2[TDP_MAC_LEN];
+	tdp_mac_qp("secret-0123456789", 17, 7, a.nonce, p1);
+	tdp_mac_qp("secret-0123456789", 17, 7, a.nonce, p2);
+	ck_assert_mem_eq(p1, p2, TDP_MAC_LEN);
+	tdp_mac_qp("secret-0123456788", 17, 7, a.nonce, p2);
+	ck_assert(memcmp(p1, p2, TDP_MAC_LEN) != 0);
+	tdp_mac_qp("secret-0123456789", 17, 8, a.nonce, p2);
+	ck_assert(memcmp(p1, p2, TDP_MAC_LEN) != 0);
+	a.nonce[31] ^= 1;
+	tdp_mac_qp("secret-0123456789", 17, 7, a.nonce, p2);
+	ck_assert(memcmp(p1, p2, TDP_MAC_LEN) != 0);
+	/* ... and is HMAC-SHA256(secret, "tdp1-qp" || client_id (u64 LE) || nonce) */
+	uint8_t msg[7 + 8 + TDP_NONCE_LEN];
+	memcpy(msg, "tdp1-qp", 7);
+	memset(msg + 7, 0, 8);
+	msg[7] = 7;
+	a.nonce[31] ^= 1;
+	memcpy(msg + 15, a.nonce, TDP_NONCE_LEN);
+	hmac_sha256("secret-0123456789", 17, msg, sizeof msg, p2);
+	ck_assert_mem_eq(p1, p2, TDP_MAC_LEN);
+
+	/* a queue pair's private data, with the CM's padding after it */
+	uint8_t pd[56] = {0}, proof[TDP_MAC_LEN];
+	uint64_t id = 0;
+	tdp_qp_pdata_put(pd, 0x0102030405060708ULL, p1);
+	ck_assert_mem_eq(pd, "TQP1", 4);
+	ck_assert_uint_eq(pd[4], 8);
+	ck_assert_int_eq(tdp_qp_pdata_get(pd, sizeof pd, &id, proof, err, sizeof err), 0);
+	ck_assert_uint_eq(id, 0x0102030405060708ULL);
+	ck_assert_mem_eq(proof, p1, TDP_MAC_LEN);
+	ck_assert_int_eq(tdp_qp_pdata_get(pd, TDP_QP_PDATA_LEN, &id, proof, err, sizeof err), 0);
+	ck_assert_int_eq(tdp_qp_pdata_get(pd, TDP_QP_PDATA_LEN - 1, &id, proof, err, sizeof err),
+			 -EPROTO);
+	ck_assert_str_has(err, "43 bytes of private data");
+	ck_assert_int_eq(tdp_qp_pdata_get(NULL, 56, &id, proof, err, sizeof err), -EPROTO);
+	pd[0] ^= 0x20;
+	ck_assert_int_eq(tdp_qp_pdata_get(pd, sizeof pd, &id, proof, err, sizeof err), -EPROTO);
+	ck_assert_str_has(err, "expected 0x31505154");
+
+	/* a rejection's reason */
+	uint8_t rj[TDP_QP_REJECT_LEN];
+	tdp_qp_reject_put(rj, EACCES);
+	ck_assert_int_eq(tdp_qp_reject_get(rj, sizeof rj), EACCES);
+	tdp_qp_reject_put(rj, -ENOENT);
+	ck_assert_int_eq(tdp_qp_reject_get(rj, sizeof rj), ENOENT);
+	ck_assert_int_eq(tdp_qp_reject_get(rj, sizeof rj - 1), 0);
+	ck_assert_int_eq(tdp_qp_reject_get(NULL, 8), 0);
+	rj[0] = 0;
+	ck_assert_int_eq(tdp_qp_reject_get(rj, sizeof rj), 0);
+}
+END_TEST
+
 static Suite *proto_suite(void)
 {
 	Suite *s = suite_create("proto");
@@ -837,6 +921,7 @@ static Suite *proto_suite(void)
 	tcase_add_test(tc, lying_lengths);
 	tcase_add_test(tc, random_bytes_never_crash);
 	tcase_add_test(tc, size_text);
+	tcase_add_test(tc, rc_addr_and_qp_pdata);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("io");
 	tcase_add_test(tc, send_recv_socketpair);

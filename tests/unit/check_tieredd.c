@@ -1,7 +1,9 @@
 /*
  * check_tieredd.c -- the real memory server ($TIEREDD, server/tieredd)
  * through the real client backend (remote_fabric_ops), on 127.0.0.1 with a
- * port the server picks, for the tcp and shm providers.
+ * port the server picks, for the tcp and shm providers.  The verbs data path
+ * needs an RDMA device: here only its refusals without one are checked;
+ * tests/vm/remote-verbs.sh runs it over Soft-RoCE.
  *
  * Every server is started with --ready-fd (its port and pid come back on a
  * pipe), dies with the test (PR_SET_PDEATHSIG) if the test fails first, and
@@ -563,7 +565,41 @@ START_TEST(provider_mismatch)
 	struct remote_conn *c = NULL;
 	int rc = conn_url(url, SECRET, &c, err, sizeof err);
 	ck_assert_int_eq(rc, -EPROTONOSUPPORT);
-	ck_assert_str_has(err, "the server serves fabric provider");
+	ck_assert_str_has(err, "the server serves");
+	char want[64];
+	snprintf(want, sizeof want, "use a %s:// address", s.prov);
+	ck_assert_str_has(err, want);
+	srv_done(&s);
+}
+END_TEST
+
+/*
+ * A verbs:// client (remote_verbs_ops, or its stub in a build without
+ * librdmacm) of a libfabric server is told which scheme to use, or what to
+ * install; it never reaches the RDMA calls, so this runs without a device.
+ */
+START_TEST(verbs_client_of_fabric_server)
+{
+	struct srv s;
+	START(&s, "-c", "16M");
+	char url[64], err[512] = "";
+	snprintf(url, sizeof url, "verbs://127.0.0.1:%u", s.port);
+	struct remote_target t;
+	ck_assert_int_eq(remote_parse_target(url, strlen(url), &t, err, sizeof err), 0);
+	struct remote_conn *c = NULL;
+	int rc = remote_verbs_ops.connect(&t, SECRET, strlen(SECRET), &c, err, sizeof err);
+	ck_assert_ptr_null(c);
+	if (rc == -ENOTSUP) {
+		ck_assert_str_has(err, "built without librdmacm/libibverbs: install librdmacm-dev");
+	} else {
+		ck_assert_int_eq(rc, -EPROTONOSUPPORT);
+		char want[64];
+		snprintf(want, sizeof want, "use a %s:// address", s.prov);
+		ck_assert_str_has(err, want);
+		ck_assert_str_has(err, "\"rdma-rc\"");
+	}
+	ck_assert_ptr_eq(remote_ops_of("verbs"), &remote_verbs_ops);
+	ck_assert_ptr_eq(remote_ops_of("fi-verbs"), &remote_fabric_ops);
 	srv_done(&s);
 }
 END_TEST
@@ -981,7 +1017,7 @@ START_TEST(options_refused)
 	EXPECT(2, "a secret is required", "-p", "0");
 	EXPECT(2, "--port '70000': expected a number from 0 to 65535", "-s", good, "-p", "70000");
 	EXPECT(2, "--port 'x'", "-s", good, "-p", "x");
-	EXPECT(2, "--provider 'udp': expected tcp, shm or verbs", "-s", good, "-P", "udp");
+	EXPECT(2, "--provider 'udp': expected tcp, shm, verbs or fi-verbs", "-s", good, "-P", "udp");
 	EXPECT(2, "--capacity '3M': expected a multiple of 2M", "-s", good, "-c", "3M");
 	EXPECT(2, "--capacity '1Q': expected a size", "-s", good, "-c", "1Q");
 	EXPECT(2, "--capacity '0'", "-s", good, "-c", "0");
@@ -1010,6 +1046,18 @@ START_TEST(options_refused)
 	EXPECT(2, "--status --port 0", "-s", good, "--status", "-p", "0");
 	/* A port that nobody listens on: exit 1 with the reason. */
 	EXPECT(1, "cannot connect to 127.0.0.1:1", "-s", good, "--status", "-p", "1");
+	/* -P verbs where it cannot serve: no RDMA device, or a build without librdmacm. */
+	glob_t g;
+	bool devices = glob("/sys/class/infiniband/*", 0, NULL, &g) == 0;
+	if (devices)
+		globfree(&g);
+	if (!devices) {
+		char out[8192], err[8192];
+		const char *argv[] = {tieredd_path(), "-s", good, "-P", "verbs", "-p", "0", NULL};
+		ck_assert_int_eq(run(argv, out, sizeof out, err, sizeof err), 1);
+		ck_assert_msg(strstr(err, "no RDMA device") || strstr(err, "built without librdmacm"),
+			      "tieredd -P verbs without a device: %s", err);
+	}
 	rm_dir(dir);
 }
 END_TEST
@@ -1064,6 +1112,7 @@ static Suite *tieredd_suite(void)
 	tcase_add_loop_test(tc, limits_refused, 0, np);
 	tcase_add_loop_test(tc, wrong_secret_refused, 0, np);
 	tcase_add_loop_test(tc, provider_mismatch, 0, np);
+	tcase_add_loop_test(tc, verbs_client_of_fabric_server, 0, np);
 	tcase_add_loop_test(tc, garbage_disconnected_others_unharmed, 0, np);
 	tcase_add_loop_test(tc, stats_move, 0, np);
 	tcase_add_loop_test(tc, handshake_timeout, 0, 1);

@@ -15,10 +15,18 @@
 # budgets with the remote tier behind them, all checked against move_pages(2)
 # status queries) and preload-numa.sh (python3 under the preload library,
 # checked against /proc/PID/numa_maps).  Both skip (77) outside the VM.
-VM_TESTS = tests/vm/numa_vm $(abs_top_srcdir)/tests/vm/preload-numa.sh
-VM_FLAGS =
+#
+# remote-verbs.sh: the remote tier over Soft-RoCE (rxe0 on dummy0, hence -r),
+# by both RDMA paths against a real tieredd: verbs:// (lib/remote_verbs.c,
+# RC queue pairs) and fi-verbs:// (libfabric's verbs;ofi_rxm): evictions and
+# fetches with every byte checked, refusals (wrong secret, forged queue-pair
+# proofs, another client's rkey: verbs_probe), a killed server, and fault
+# latency of the two paths side by side (fault_bench).
+VM_TESTS = tests/vm/numa_vm $(abs_top_srcdir)/tests/vm/preload-numa.sh \
+	$(abs_top_srcdir)/tests/vm/remote-verbs.sh
+VM_FLAGS = -r -t 1800
 
-EXTRA_DIST += tests/vm/vm.sh tests/vm/preload-numa.sh
+EXTRA_DIST += tests/vm/vm.sh tests/vm/preload-numa.sh tests/vm/remote-verbs.sh tests/vm/verbs_probe.c
 
 if HAVE_CHECK
 check_PROGRAMS += tests/vm/numa_vm
@@ -29,7 +37,7 @@ endif
 
 # vm.sh exits 77 when this machine cannot run the guest (no QEMU, no kernel to
 # fetch): a skip, as in "make check", not a failure.
-check-vm: $(check_PROGRAMS) libtiered_preload.la server/tieredd$(EXEEXT)
+check-vm: $(check_PROGRAMS) libtiered_preload.la server/tieredd$(EXEEXT) bench/fault_bench$(EXEEXT)
 	@rc=0; bash $(srcdir)/tests/vm/vm.sh -b '$(abs_top_builddir)' $(VM_FLAGS) $(VM_TESTS) || rc=$$?; \
 	if [ $$rc -eq 77 ]; then echo "check-vm: SKIP: this machine cannot run the test VM (see above)"; rc=0; fi; \
 	exit $$rc
@@ -44,3 +52,11 @@ distclean-local: distclean-vm
 distclean-vm:
 	-rm -rf tests/vm/cache
 .PHONY: clean-vm distclean-vm
+
+# verbs_probe: tieredd -P verbs' refusals (forged queue-pair proofs, another
+# client's rkey), for remote-verbs.sh; it links the runtime for remote_verbs_ops.
+if HAVE_VERBS
+check_PROGRAMS += tests/vm/verbs_probe
+tests_vm_verbs_probe_SOURCES = tests/vm/verbs_probe.c
+tests_vm_verbs_probe_LDADD = libtiered_core.la $(VERBS_LIBS)
+endif
