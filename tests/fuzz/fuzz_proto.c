@@ -7,7 +7,8 @@
  * tieredd and the library do (tdp_check_hdr, then tdp_decode on the
  * payload); every message that decodes is encoded again and must come out
  * byte for byte as it went in (the wire form is canonical), and decode again
- * to the same fields.  A crash, a sanitizer report or a failed comparison is
+ * to the same fields.  The whole input also goes through the rdma-rc
+ * decoders (queue-pair private data, rejections, the WELCOME address).  A crash, a sanitizer report or a failed comparison is
  * a finding.
  *
  * Two builds:
@@ -35,10 +36,45 @@ static void finding(const char *what, const struct tdp_hdr *h)
 	abort();
 }
 
+/*
+ * The rdma-rc decoders: a queue pair's private data as tieredd's rdma_cm
+ * listener gets it (any bytes, any length), a rejection as a client gets it,
+ * and a WELCOME's rdma-rc address; what decodes must encode back the same.
+ */
+static void rdma_rc(const uint8_t *data, size_t size)
+{
+	static const struct tdp_hdr none;
+	char err[256];
+	uint64_t id;
+	uint8_t proof[TDP_MAC_LEN], buf[TDP_QP_PDATA_LEN > TDP_RC_ADDR_LEN ? TDP_QP_PDATA_LEN
+									: TDP_RC_ADDR_LEN];
+	err[0] = 0;
+	if (tdp_qp_pdata_get(data, size, &id, proof, err, sizeof err) == 0) {
+		tdp_qp_pdata_put(buf, id, proof);
+		if (memcmp(buf, data, TDP_QP_PDATA_LEN) != 0)
+			finding("queue-pair private data does not encode back", &none);
+	} else if (!err[0]) {
+		finding("refused private data without a message", &none);
+	}
+	int code = tdp_qp_reject_get(data, size);
+	if (code < 0 || code > 4095)
+		finding("a rejection's code out of range", &none);
+	struct tdp_rc_addr a;
+	err[0] = 0;
+	if (tdp_rc_addr_get(data, size, &a, err, sizeof err) == 0) {
+		tdp_rc_addr_put(buf, &a);
+		if (memcmp(buf, data, TDP_RC_ADDR_LEN) != 0)
+			finding("an rdma-rc address does not encode back", &none);
+	} else if (!err[0]) {
+		finding("refused rdma-rc address without a message", &none);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static uint8_t out[TDP_MAX_MSG];
 	char err[256];
+	rdma_rc(data, size);
 	while (size >= TDP_HDR_LEN) {
 		struct tdp_hdr h;
 		if (tdp_check_hdr(data, &h, err, sizeof err) != 0)
@@ -58,6 +94,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				finding("an encoded message does not decode", &h);
 			if (memcmp(&m, &m2, sizeof m) != 0)
 				finding("decode(encode(m)) differs from m", &h);
+			if (h.type == TDP_WELCOME &&
+			    strcmp(m.u.welcome.provider, TDP_RC_PROVIDER) == 0)
+				rdma_rc(m.u.welcome.addr, m.u.welcome.addr_len);
 		} else if (strlen(err) == 0) {
 			finding("a refusal without a message", &h);
 		}
