@@ -20,12 +20,18 @@
  * channel, a CQ and an RC QP, and is used by one thread only, so it has no
  * lock.  Every post takes an op from the channel's pool; the op's address
  * is the work request's wr_id, so a completion maps back to the caller's
- * ctx.  Every work request is signalled: remote.h wants one completion per
- * transfer and the caller posts a handful at a time (an eviction batch),
- * so signalling only some would need a marker request after the last one
- * and save almost nothing.  An RC RDMA WRITE completes when the responder
- * has acknowledged it, that is once the bytes are in the server's memory,
- * which is the delivery remote.h asks for.  Writes of up to the QP's
+ * ctx.  Writes are signalled selectively: one in SIG_EVERY, the one that
+ * takes the last free op, and otherwise none; an RC queue pair completes
+ * its work requests in order, so a signalled completion retires every
+ * unsignalled write posted before it (the channel's fifo), and each gets its
+ * own remote_cqe as remote.h wants.  When poll() is called with unsignalled
+ * writes at the tail, it first posts the marker: a signalled zero-byte RDMA
+ * WRITE whose completion retires them.  Reads are always signalled: a fault
+ * waits for its own block, not for the prefetches posted after it.  An RC
+ * RDMA WRITE completes when the responder has acknowledged it, that is once
+ * the bytes are in the server's memory, which is the delivery remote.h asks
+ * for; a write retired by a failed or flushed completion is reported failed
+ * (never as delivered when it might not be).  Writes of up to the QP's
  * max_inline_data bytes go inline.
  *
  * Progress is the adapter's (or the kernel's, for rxe): nothing needs
@@ -70,12 +76,19 @@
 #define INLINE_WANT 256	     /* asked of the QP; the device may give less */
 #define RD_ATOM_MAX 16	     /* RDMA READs in flight per QP, at most */
 #define CQ_BATCH 16
+#define SIG_EVERY 16	     /* at least one write in this many is signalled */
 
 struct vb_op {
 	void *ctx;	     /* the caller's */
 	struct vb_op *next;  /* free list */
 	bool busy;	     /* posted, completion not yet seen */
 	bool abandoned;	     /* reported failed; a late completion is dropped */
+};
+
+/* A completion retired but not yet handed to the caller. */
+struct vb_done {
+	void *ctx;
+	int status;
 };
 
 struct remote_conn {
@@ -98,6 +111,14 @@ struct remote_chan {
 	uint32_t max_msg;
 	struct vb_op *ops, *free;
 	size_t nops, inflight;
+	struct vb_op *marker;	/* ops[nops - 1], never free: poll()'s zero-byte write */
+	struct vb_op **fifo;	/* posted ops in posting order (ring of nops) */
+	size_t fifo_head, fifo_len;
+	struct vb_done *done;	/* retired, not yet reported (ring of nops) */
+	size_t done_head, done_len;
+	unsigned unsig;		/* unsignalled writes since the last signalled request */
+	uint64_t last_raddr;	/* where the marker writes its zero bytes */
+	uint32_t last_rkey;
 	bool connected; /* rdma_connect reached ESTABLISHED */
 	bool broken;	/* QP in error or disconnected: posts fail, in-flight ops flush */
 	bool armed;	/* ibv_req_notify_cq done, its event not yet taken */
@@ -369,6 +390,8 @@ static void chan_free(struct remote_chan *ch)
 	if (ch->ec)
 		rdma_destroy_event_channel(ch->ec);
 	free(ch->ops);
+	free(ch->fifo);
+	free(ch->done);
 	free(ch);
 }
 
@@ -448,16 +471,25 @@ static int vb_chan_open(struct remote_conn *c, struct remote_chan **out)
 	if (da.max_cqe > 0 && (uint32_t)da.max_cqe < depth + 1)
 		depth = (uint32_t)da.max_cqe - 1;
 
+	if (depth < 2) {
+		snprintf(why, sizeof why, "the device allows %u work requests per queue pair", depth);
+		rc = -ENODEV;
+		goto fail;
+	}
 	ch->nops = depth;
 	ch->ops = calloc(ch->nops, sizeof *ch->ops);
+	ch->fifo = calloc(ch->nops, sizeof *ch->fifo);
+	ch->done = calloc(ch->nops, sizeof *ch->done);
 	what = "calloc";
-	if (!ch->ops) {
+	if (!ch->ops || !ch->fifo || !ch->done) {
 		errno = ENOMEM;
 		goto sys;
 	}
-	for (size_t i = 0; i < ch->nops; i++)
-		ch->ops[i].next = i + 1 < ch->nops ? &ch->ops[i + 1] : NULL;
+	/* the last op is the marker's; the others are the pool */
+	for (size_t i = 0; i + 1 < ch->nops; i++)
+		ch->ops[i].next = i + 2 < ch->nops ? &ch->ops[i + 1] : NULL;
 	ch->free = &ch->ops[0];
+	ch->marker = &ch->ops[ch->nops - 1];
 
 	what = "ibv_create_comp_channel";
 	ch->cc = ibv_create_comp_channel(ch->id->verbs);
@@ -550,6 +582,12 @@ static bool chan_dead(struct remote_chan *ch, int64_t now)
 	return rctl_probe_dead(&ch->c->ctl);
 }
 
+static void fifo_push(struct remote_chan *ch, struct vb_op *op)
+{
+	ch->fifo[(ch->fifo_head + ch->fifo_len) % ch->nops] = op;
+	ch->fifo_len++;
+}
+
 static int vb_post(struct remote_chan *ch, const struct remote_io *io, bool write)
 {
 	if (atomic_load(&ch->c->ctl.dead) || ch->broken)
@@ -566,12 +604,14 @@ static int vb_post(struct remote_chan *ch, const struct remote_io *io, bool writ
 	const struct ibv_mr *mr = io->desc;
 	struct ibv_sge sge = {
 		.addr = (uintptr_t)io->buf, .length = (uint32_t)io->len, .lkey = mr->lkey};
+	/* unsignalled only where a later signalled request is sure to follow */
+	bool sig = !write || ch->unsig + 1 >= SIG_EVERY || !op->next;
 	struct ibv_send_wr wr = {
 		.wr_id = (uintptr_t)op,
 		.sg_list = &sge,
 		.num_sge = 1,
 		.opcode = write ? IBV_WR_RDMA_WRITE : IBV_WR_RDMA_READ,
-		.send_flags = IBV_SEND_SIGNALED,
+		.send_flags = sig ? IBV_SEND_SIGNALED : 0,
 	};
 	if (write && io->len <= ch->max_inline)
 		wr.send_flags |= IBV_SEND_INLINE;
@@ -587,6 +627,10 @@ static int vb_post(struct remote_chan *ch, const struct remote_io *io, bool writ
 		op->busy = true;
 		op->abandoned = false;
 		ch->inflight++;
+		fifo_push(ch, op);
+		ch->unsig = sig ? 0 : ch->unsig + 1;
+		ch->last_raddr = io->raddr;
+		ch->last_rkey = (uint32_t)io->key;
 		return 0;
 	}
 	if (rc == ENOMEM) /* the send queue is full */
@@ -623,35 +667,92 @@ static int wc_errno(enum ibv_wc_status st)
 	}
 }
 
-/* Retire an op the device has finished with; true when the caller must hear of it. */
-static bool op_done(struct remote_chan *ch, struct vb_op *op)
+/*
+ * Retire an op the device has finished with: back to the pool (the marker
+ * is not in it), and its completion queued for the caller unless it was
+ * already reported failed.
+ */
+static void op_done(struct remote_chan *ch, struct vb_op *op, int status)
 {
-	bool report = !op->abandoned;
+	bool report = !op->abandoned && op != ch->marker;
 	op->busy = false;
 	op->abandoned = false;
-	op->next = ch->free;
-	ch->free = op;
-	if (report)
+	if (op != ch->marker) {
+		op->next = ch->free;
+		ch->free = op;
+	}
+	if (report) {
 		ch->inflight--;
-	return report;
+		ch->done[(ch->done_head + ch->done_len) % ch->nops] =
+			(struct vb_done){.ctx = op->ctx, .status = status};
+		ch->done_len++;
+	}
 }
 
-/* reap -- one ibv_poll_cq into cqe; the count, or a negative errno when the CQ failed */
+/* Hand up to max retired completions to the caller. */
+static int drain(struct remote_chan *ch, struct remote_cqe *cqe, int max)
+{
+	int k = 0;
+	while (ch->done_len && k < max) {
+		struct vb_done *d = &ch->done[ch->done_head];
+		cqe[k].ctx = d->ctx;
+		cqe[k].status = d->status;
+		k++;
+		ch->done_head = (ch->done_head + 1) % ch->nops;
+		ch->done_len--;
+	}
+	return k;
+}
+
+/*
+ * post_marker -- unsignalled writes are at the tail: post a signalled
+ * zero-byte RDMA WRITE (to the last write's lease) whose completion retires
+ * them.  A failure breaks the channel: nothing else would retire them.
+ */
+static void post_marker(struct remote_chan *ch)
+{
+	if (!ch->unsig || ch->marker->busy || ch->broken)
+		return;
+	struct ibv_send_wr wr = {
+		.wr_id = (uintptr_t)ch->marker,
+		.sg_list = NULL,
+		.num_sge = 0,
+		.opcode = IBV_WR_RDMA_WRITE,
+		.send_flags = IBV_SEND_SIGNALED,
+	};
+	wr.wr.rdma.remote_addr = ch->last_raddr;
+	wr.wr.rdma.rkey = ch->last_rkey;
+	struct ibv_send_wr *bad = NULL;
+	int rc = ibv_post_send(ch->id->qp, &wr, &bad);
+	if (rc != 0) {
+		tlog(LOG_WARN, "%s: ibv_post_send (completion marker): %s", ch->c->ctl.name,
+		     strerror(rc < 0 ? errno : rc));
+		ch->broken = true;
+		return;
+	}
+	ch->marker->busy = true;
+	ch->marker->abandoned = false;
+	fifo_push(ch, ch->marker);
+	ch->unsig = 0;
+}
+
+/*
+ * reap -- completions from the CQ (at most CQ_BATCH), each retiring its op
+ * and every unsignalled op posted before it, then as many retired ones as
+ * fit into cqe; the count, or a negative errno when the CQ failed.
+ */
 static int reap(struct remote_chan *ch, struct remote_cqe *cqe, int max)
 {
 	struct ibv_wc wc[CQ_BATCH];
-	int want = max < CQ_BATCH ? max : CQ_BATCH;
-	int n = ibv_poll_cq(ch->cq, want, wc);
+	int n = ch->done_len >= (size_t)max ? 0 : ibv_poll_cq(ch->cq, CQ_BATCH, wc);
 	if (n < 0) {
 		tlog(LOG_WARN, "%s: ibv_poll_cq failed", ch->c->ctl.name);
 		return -EIO;
 	}
-	int k = 0;
 	for (int i = 0; i < n; i++) {
 		struct vb_op *op = (struct vb_op *)(uintptr_t)wc[i].wr_id;
 		if (!op || op < ch->ops || op >= ch->ops + ch->nops || !op->busy)
 			continue; /* not ours (cannot happen): never trust it */
-		void *ctx = op->ctx;
 		int st = wc_errno(wc[i].status);
 		if (st < 0) {
 			ch->broken = true; /* an RC QP in error flushes everything after */
@@ -659,13 +760,19 @@ static int reap(struct remote_chan *ch, struct remote_cqe *cqe, int max)
 			     "%s: transfer failed: %s (vendor error 0x%x)", ch->c->ctl.name,
 			     ibv_wc_status_str(wc[i].status), wc[i].vendor_err);
 		}
-		if (op_done(ch, op)) {
-			cqe[k].ctx = ctx;
-			cqe[k].status = st;
-			k++;
+		/* in order: what was posted before op is done, delivered only if op was */
+		while (ch->fifo_len) {
+			struct vb_op *o = ch->fifo[ch->fifo_head];
+			ch->fifo_head = (ch->fifo_head + 1) % ch->nops;
+			ch->fifo_len--;
+			if (o == op)
+				break;
+			if (o->busy)
+				op_done(ch, o, st == 0 && !ch->broken ? 0 : -ECONNRESET);
 		}
+		op_done(ch, op, st);
 	}
-	return k;
+	return drain(ch, cqe, max);
 }
 
 /*
@@ -680,7 +787,7 @@ static int fail_inflight(struct remote_chan *ch, struct remote_cqe *cqe, int max
 	ch->broken = true;
 	for (size_t i = 0; i < ch->nops && k < max; i++) {
 		struct vb_op *op = &ch->ops[i];
-		if (!op->busy || op->abandoned)
+		if (!op->busy || op->abandoned || op == ch->marker)
 			continue;
 		op->abandoned = true;
 		ch->inflight--;
@@ -718,6 +825,7 @@ static int vb_poll(struct remote_chan *ch, struct remote_cqe *cqe, int max, int 
 	if (max <= 0)
 		return -EINVAL;
 	int64_t deadline = -1, spin_end = -1;
+	post_marker(ch);
 	for (;;) {
 		int n = reap(ch, cqe, max);
 		if (n != 0)
