@@ -743,8 +743,13 @@ static void post_marker(struct remote_chan *ch)
  */
 static int reap(struct remote_chan *ch, struct remote_cqe *cqe, int max)
 {
+	/*
+	 * Only with nothing retired pending: then at most the ops in flight
+	 * (fewer than nops) are retired here, and the done ring cannot overflow
+	 * however the caller interleaves posts with polls of a few at a time.
+	 */
 	struct ibv_wc wc[CQ_BATCH];
-	int n = ch->done_len >= (size_t)max ? 0 : ibv_poll_cq(ch->cq, CQ_BATCH, wc);
+	int n = ch->done_len ? 0 : ibv_poll_cq(ch->cq, CQ_BATCH, wc);
 	if (n < 0) {
 		tlog(LOG_WARN, "%s: ibv_poll_cq failed", ch->c->ctl.name);
 		return -EIO;
