@@ -42,9 +42,11 @@ static const struct {
 	[TDP_RELEASE] = {"RELEASE", 8, 8},
 	[TDP_OK] = {"OK", 0, 0},
 	[TDP_STATS_REQ] = {"STATS_REQ", 0, 0},
-	[TDP_STATS] = {"STATS", 64, 64},
+	[TDP_STATS] = {"STATS", 72, 72},
 	[TDP_REPORT] = {"REPORT", 16, 16},
 	[TDP_ERROR] = {"ERROR", 6, 6 + TDP_STR_MAX},
+	[TDP_DRAIN_REQ] = {"DRAIN_REQ", 4, 4},
+	[TDP_DRAIN] = {"DRAIN", 4, 4},
 };
 
 const char *tdp_type_name(unsigned type)
@@ -254,9 +256,12 @@ ssize_t tdp_encode(const struct tdp_msg *m, uint8_t *buf, size_t cap)
 		break;
 	case TDP_STATS: {
 		const struct tdp_stats *s = &m->u.stats;
-		const uint64_t v[8] = {s->capacity,	 s->leased,	s->clients, s->leases,
-				       s->bytes_written, s->bytes_read, s->errors,  s->refusals};
-		for (int i = 0; i < 8; i++)
+		const uint64_t v[9] = {s->capacity, s->leased,	      s->clients,
+				       s->leases,   s->bytes_written, s->bytes_read,
+				       s->errors,   s->refusals,      s->draining};
+		if (s->draining > 1)
+			return -EINVAL;
+		for (int i = 0; i < 9; i++)
 			w64(&w, v[i]);
 		break;
 	}
@@ -269,6 +274,12 @@ ssize_t tdp_encode(const struct tdp_msg *m, uint8_t *buf, size_t cap)
 			return -EINVAL;
 		w32(&w, m->u.error.code);
 		rc = wstr(&w, m->u.error.msg, sizeof m->u.error.msg);
+		break;
+	case TDP_DRAIN_REQ:
+	case TDP_DRAIN:
+		if (m->u.drain.mode > TDP_DRAIN_ON)
+			return -EINVAL;
+		w32(&w, m->u.drain.mode);
 		break;
 	}
 	if (rc < 0)
@@ -444,6 +455,10 @@ int tdp_decode(uint16_t type, const uint8_t *p, size_t len, struct tdp_msg *m, c
 		m->u.stats.bytes_read = r64(&r, "bytes_read");
 		m->u.stats.errors = r64(&r, "errors");
 		m->u.stats.refusals = r64(&r, "refusals");
+		m->u.stats.draining = r64(&r, "draining");
+		if (!r.bad && m->u.stats.draining > 1)
+			rfail(&r, "draining %llu: it must be 0 (serving) or 1 (draining)",
+			      (unsigned long long)m->u.stats.draining);
 		break;
 	case TDP_REPORT:
 		m->u.report.bytes_written = r64(&r, "bytes_written");
@@ -454,6 +469,14 @@ int tdp_decode(uint16_t type, const uint8_t *p, size_t len, struct tdp_msg *m, c
 		rstr(&r, m->u.error.msg, "message");
 		if (!r.bad && (m->u.error.code == 0 || m->u.error.code > 4095))
 			rfail(&r, "error code %u: it must be an errno, 1 to 4095", m->u.error.code);
+		break;
+	case TDP_DRAIN_REQ:
+	case TDP_DRAIN:
+		m->u.drain.mode = r32(&r, "mode");
+		if (!r.bad && m->u.drain.mode > TDP_DRAIN_ON)
+			rfail(&r, "mode %u: it must be 0 (%s) or 1 (%s)", m->u.drain.mode,
+			      type == TDP_DRAIN ? "draining cancelled" : "stop draining",
+			      type == TDP_DRAIN ? "draining" : "start draining");
 		break;
 	}
 	if (!r.bad && r.off != len)
@@ -846,9 +869,10 @@ recv:
 }
 
 int tdp_request(int fd, const struct tdp_msg *req, uint16_t want, struct tdp_msg *reply,
-		int timeout_ms, char *err, size_t errlen)
+		int timeout_ms, char *err, size_t errlen, int *drain_notice)
 {
 	char why[300];
+	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
 	reply->type = 0;
 	int rc = tdp_send_msg(fd, req, timeout_ms);
 	if (rc < 0) {
@@ -856,11 +880,26 @@ int tdp_request(int fd, const struct tdp_msg *req, uint16_t want, struct tdp_msg
 			 strerror(-rc));
 		return rc;
 	}
-	rc = tdp_recv_msg(fd, reply, timeout_ms, why, sizeof why);
-	if (rc < 0) {
-		snprintf(err, errlen, "%s: %s%s", tdp_type_name(req->type),
-			 rc == -EPROTO ? "protocol error: " : "", why);
-		return rc;
+	for (;;) {
+		int left = -1;
+		if (deadline >= 0) {
+			int64_t ms = deadline - now_ms();
+			left = ms > 0 ? (int)ms : 0;
+		}
+		reply->type = 0;
+		rc = tdp_recv_msg(fd, reply, left, why, sizeof why);
+		if (rc == -ETIMEDOUT)
+			snprintf(why, sizeof why, "no reply within %d ms", timeout_ms);
+		if (rc < 0) {
+			snprintf(err, errlen, "%s: %s%s", tdp_type_name(req->type),
+				 rc == -EPROTO ? "protocol error: " : "", why);
+			return rc;
+		}
+		if (reply->type != TDP_DRAIN || want == TDP_DRAIN)
+			break;
+		/* an unsolicited notice, not the reply: note it and wait on */
+		if (drain_notice)
+			*drain_notice = (int)reply->u.drain.mode;
 	}
 	if (reply->type == TDP_ERROR) {
 		snprintf(err, errlen, "%s", reply->u.error.msg);

@@ -46,8 +46,13 @@ enum tdp_type {
 	TDP_STATS = 10,
 	TDP_REPORT = 11,
 	TDP_ERROR = 12,
-	TDP_TYPE_MAX = 12,
+	TDP_DRAIN_REQ = 13,
+	TDP_DRAIN = 14,
+	TDP_TYPE_MAX = 14,
 };
+
+/* The mode of DRAIN_REQ (start or stop draining) and of DRAIN (draining, or cancelled). */
+enum tdp_drain_mode { TDP_DRAIN_OFF = 0, TDP_DRAIN_ON = 1 };
 
 struct tdp_hdr {
 	uint32_t magic;
@@ -59,6 +64,7 @@ struct tdp_hdr {
 struct tdp_stats {
 	uint64_t capacity, leased, clients, leases;
 	uint64_t bytes_written, bytes_read, errors, refusals;
+	uint64_t draining; /* 1 while the server drains (tieredd --drain), else 0 */
 };
 
 /* One decoded message; strings are NUL-terminated here, not on the wire. */
@@ -102,6 +108,9 @@ struct tdp_msg {
 			uint32_t code; /* a positive errno */
 			char msg[TDP_STR_MAX + 1];
 		} error;
+		struct {
+			uint32_t mode; /* enum tdp_drain_mode */
+		} drain; /* DRAIN_REQ and DRAIN */
 	} u;
 };
 
@@ -203,15 +212,19 @@ PROTO_HIDDEN void tdp_size_text(uint64_t v, char *buf, size_t len);
  * nonblocking, TCP_NODELAY, keepalive: tdp_keepalive(fd, 10, 2, 3)) to an IPv4 host or name within timeout_ms.
  * tdp_handshake runs HELLO .. WELCOME, proves the secret and checks the
  * server's proof; *welcome receives the WELCOME.  tdp_request sends req
- * and waits for a reply of type want; an ERROR reply returns -code with
- * the server's message in err.  All return 0 or a negative errno.
+ * and waits (timeout_ms in all) for a reply of type want; an ERROR reply
+ * returns -code with the server's message in err.  A DRAIN notice that
+ * arrives meanwhile is no reply: it is skipped, its mode stored in
+ * *drain_notice (when not NULL; the last one wins), and the wait goes on.
+ * All return 0 or a negative errno.
  */
 PROTO_HIDDEN int tdp_connect(const char *host, uint16_t port, int timeout_ms, int *fd, char *err,
 			     size_t errlen);
 PROTO_HIDDEN int tdp_handshake(int fd, const void *secret, size_t slen, const char *name,
 			       struct tdp_msg *welcome, int timeout_ms, char *err, size_t errlen);
 PROTO_HIDDEN int tdp_request(int fd, const struct tdp_msg *req, uint16_t want,
-			     struct tdp_msg *reply, int timeout_ms, char *err, size_t errlen);
+			     struct tdp_msg *reply, int timeout_ms, char *err, size_t errlen,
+			     int *drain_notice);
 
 /*
  * log_line -- one line "<prog>: <level>: msg\n" to stderr in one write(2),

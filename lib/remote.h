@@ -63,9 +63,11 @@ struct remote_server_stats {
 	uint64_t capacity, leased, clients, leases;
 	uint64_t bytes_written, bytes_read; /* as reported by clients */
 	uint64_t errors, refusals;
+	uint64_t draining; /* 1 while the server drains (tieredd --drain), else 0 */
 };
 
 struct remote_conn; /* one authenticated connection to one server */
+struct remote_ctl;  /* its control connection (lib/remote_ctl.h) */
 struct remote_chan; /* one thread's endpoint and completion queue on a connection */
 
 struct remote_ops {
@@ -108,6 +110,12 @@ struct remote_ops {
 	void (*close)(struct remote_conn *c);
 	/* A printable name of the connection's server: "tcp://127.0.0.1:7411". */
 	const char *(*name_of)(struct remote_conn *c);
+	/*
+	 * The connection's control connection (lib/remote_ctl.h), for what the
+	 * wrappers above do not cover: its draining flag, rctl_poll_notice.
+	 * NULL where there is none (the verbs stub).
+	 */
+	struct remote_ctl *(*ctl)(struct remote_conn *c);
 };
 
 /* lib/remote_fabric.c: libfabric RDM endpoints (tcp;ofi_rxm, shm, verbs;ofi_rxm). */

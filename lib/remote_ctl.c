@@ -7,6 +7,10 @@
  * tiered memory.  A request that fails in a way that leaves the protocol
  * state unknown (timeout, reset, malformed reply) marks the connection
  * dead: the server will not hear from us again on it.
+ *
+ * The server's one unasked message is the DRAIN notice (tieredd --drain):
+ * tdp_request skips it while it waits for a reply and tells us its mode;
+ * rctl_poll_notice reads those that arrive between requests.
  */
 #include <errno.h>
 #include <poll.h>
@@ -20,6 +24,7 @@
 #define CONNECT_MS 5000 /* TCP connect and the whole handshake */
 #define CTRL_MS 10000	/* one control request and its reply */
 #define REPORT_MS 1000	/* REPORT has no reply: a short send deadline */
+#define NOTICE_MS 1000	/* the rest of a notice whose first bytes are in */
 
 /* The schemes of remote_parse_target and the WELCOME provider each one needs. */
 static const struct {
@@ -89,6 +94,8 @@ int rctl_open(struct remote_ctl *ctl, const struct remote_target *t, const void 
 	ctl->client_limit = welcome->u.welcome.client_limit;
 	pthread_mutex_init(&ctl->lock, NULL);
 	atomic_init(&ctl->dead, false);
+	atomic_init(&ctl->draining, false);
+	(void)rctl_poll_notice(ctl); /* a draining server sends DRAIN right behind WELCOME */
 	return 0;
 }
 
@@ -123,15 +130,57 @@ static bool socket_gone_locked(struct remote_ctl *ctl)
 	return (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
 }
 
-int rctl_check(struct remote_ctl *ctl)
+/* note_drain -- a DRAIN notice of mode (0 or 1) arrived on ctl */
+static void note_drain(struct remote_ctl *ctl, int mode)
+{
+	bool on = mode == TDP_DRAIN_ON;
+	if (atomic_exchange(&ctl->draining, on) != on)
+		tlog(LOG_INFO, "%s: %s", ctl->name,
+		     on ? "the server is draining (tieredd --drain): its blocks are to move off it"
+			: "the server stopped draining");
+}
+
+int rctl_poll_notice(struct remote_ctl *ctl)
 {
 	if (atomic_load(&ctl->dead))
 		return -ECONNRESET;
-	pthread_mutex_lock(&ctl->lock);
-	if (socket_gone_locked(ctl))
-		atomic_store(&ctl->dead, true);
+	if (pthread_mutex_trylock(&ctl->lock) != 0)
+		return 0; /* a request in progress: it reads the notices itself */
+	while (!atomic_load(&ctl->dead)) {
+		struct pollfd pfd = {.fd = ctl->fd, .events = POLLIN};
+		int n = poll(&pfd, 1, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break; /* nothing waiting */
+		if (pfd.revents & POLLNVAL) {
+			atomic_store(&ctl->dead, true);
+			break;
+		}
+		/* data, end of stream or an error: the receive tells which */
+		struct tdp_msg m;
+		char why[300];
+		int rc = tdp_recv_msg(ctl->fd, &m, NOTICE_MS, why, sizeof why);
+		if (rc < 0) {
+			tlog(LOG_DEBUG, "%s: control connection: %s", ctl->name, why);
+			atomic_store(&ctl->dead, true);
+		} else if (m.type == TDP_DRAIN) {
+			note_drain(ctl, (int)m.u.drain.mode);
+		} else {
+			bool e = m.type == TDP_ERROR;
+			tlog(LOG_WARN, "%s: protocol error: the server sent %s%s%s unasked",
+			     ctl->name, tdp_type_name(m.type), e ? ": " : "",
+			     e ? m.u.error.msg : "");
+			atomic_store(&ctl->dead, true);
+		}
+	}
 	pthread_mutex_unlock(&ctl->lock);
 	return atomic_load(&ctl->dead) ? -ECONNRESET : 0;
+}
+
+int rctl_check(struct remote_ctl *ctl)
+{
+	return rctl_poll_notice(ctl);
 }
 
 bool rctl_probe_dead(struct remote_ctl *ctl)
@@ -146,7 +195,7 @@ bool rctl_probe_dead(struct remote_ctl *ctl)
 	return atomic_load(&ctl->dead);
 }
 
-/* Send req and wait for a reply of type want, under the lock. */
+/* Send req and wait for a reply of type want, under the lock; DRAIN notices met are applied. */
 static int ctl_request(struct remote_ctl *ctl, const struct tdp_msg *req, uint16_t want,
 		       struct tdp_msg *reply, char *err, size_t errlen)
 {
@@ -154,10 +203,13 @@ static int ctl_request(struct remote_ctl *ctl, const struct tdp_msg *req, uint16
 		snprintf(err, errlen, "the control connection is closed");
 		return -ECONNRESET;
 	}
+	int notice = -1;
 	pthread_mutex_lock(&ctl->lock);
-	int rc = tdp_request(ctl->fd, req, want, reply, CTRL_MS, err, errlen);
+	int rc = tdp_request(ctl->fd, req, want, reply, CTRL_MS, err, errlen, &notice);
 	if (rc < 0 && reply->type != TDP_ERROR)
 		ctl_broken(ctl, rc);
+	if (notice >= 0)
+		note_drain(ctl, notice); /* under the lock: notices apply in their order */
 	pthread_mutex_unlock(&ctl->lock);
 	return rc;
 }
@@ -230,5 +282,6 @@ int rctl_server_stats(struct remote_ctl *ctl, struct remote_server_stats *out)
 	out->bytes_read = rep.u.stats.bytes_read;
 	out->errors = rep.u.stats.errors;
 	out->refusals = rep.u.stats.refusals;
+	out->draining = rep.u.stats.draining;
 	return 0;
 }

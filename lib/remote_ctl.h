@@ -8,7 +8,8 @@
  *
  * ctl->lock serialises the requests (one request and its reply at a time)
  * and guards fd; dead is set once the connection is known to be gone and
- * never cleared.
+ * never cleared.  draining follows the server's DRAIN notices (tieredd
+ * --drain): read by a request that meets one, or by rctl_poll_notice.
  */
 #ifndef TIERED_REMOTE_CTL_H
 #define TIERED_REMOTE_CTL_H
@@ -27,6 +28,7 @@ struct remote_ctl {
 	pthread_mutex_t lock; /* fd and the request/reply sequence on it */
 	int fd;		      /* control socket, or -1 */
 	atomic_bool dead;     /* set once the control connection is gone */
+	atomic_bool draining; /* the server announced it drains: move blocks off, release leases */
 	char name[REMOTE_HOST_MAX + 32]; /* "verbs://10.0.0.1:7411" */
 	uint64_t client_id, capacity, client_limit; /* from WELCOME */
 };
@@ -58,8 +60,16 @@ RCTL_HIDDEN int rctl_lease(struct remote_ctl *ctl, uint64_t bytes, struct remote
 RCTL_HIDDEN int rctl_release(struct remote_ctl *ctl, uint64_t lease_id);
 RCTL_HIDDEN int rctl_report(struct remote_ctl *ctl, uint64_t bytes_written, uint64_t bytes_read);
 RCTL_HIDDEN int rctl_server_stats(struct remote_ctl *ctl, struct remote_server_stats *out);
-/* 0 while the server is there; -ECONNRESET once it is gone (looks at the socket). */
+/* 0 while the server is there; -ECONNRESET once it is gone (rctl_poll_notice). */
 RCTL_HIDDEN int rctl_check(struct remote_ctl *ctl);
+/*
+ * Read the unsolicited messages already waiting on the control socket and
+ * apply them (DRAIN notices set or clear ctl->draining).  Never blocks
+ * behind a request in progress (that one reads the notices itself): with
+ * the lock taken it returns at once.  A closed or failed socket, or any
+ * other message, marks the connection dead.  0, or -ECONNRESET once dead.
+ */
+RCTL_HIDDEN int rctl_poll_notice(struct remote_ctl *ctl);
 /*
  * The same from the data path: never waits behind a control request (a
  * thread holding the lock will see a dead socket itself).  true: gone.

@@ -679,6 +679,12 @@ static const char *fab_name_of(struct remote_conn *c)
 	return c->ctl.name;
 }
 
+/* fab_ctl -- the embedded control connection (lib/remote_ctl.h) */
+static struct remote_ctl *fab_ctl(struct remote_conn *c)
+{
+	return &c->ctl;
+}
+
 const struct remote_ops remote_fabric_ops = {
 	.name = "fabric",
 	.connect = fab_connect,
@@ -696,4 +702,5 @@ const struct remote_ops remote_fabric_ops = {
 	.poll = fab_poll,
 	.close = fab_close,
 	.name_of = fab_name_of,
+	.ctl = fab_ctl,
 };

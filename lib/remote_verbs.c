@@ -901,6 +901,12 @@ static const char *vb_name_of(struct remote_conn *c)
 	return c->ctl.name;
 }
 
+/* vb_ctl -- the embedded control connection (lib/remote_ctl.h) */
+static struct remote_ctl *vb_ctl(struct remote_conn *c)
+{
+	return &c->ctl;
+}
+
 const struct remote_ops remote_verbs_ops = {
 	.name = "verbs",
 	.connect = vb_connect,
@@ -918,4 +924,5 @@ const struct remote_ops remote_verbs_ops = {
 	.poll = vb_poll,
 	.close = vb_close,
 	.name_of = vb_name_of,
+	.ctl = vb_ctl,
 };

@@ -85,6 +85,11 @@ static const char *none_name_of(struct remote_conn *c)
 	return "verbs://(not built)";
 }
 
+static struct remote_ctl *none_ctl(struct remote_conn *c)
+{
+	return NULL;
+}
+
 const struct remote_ops remote_verbs_ops = {
 	.name = "verbs (not built)",
 	.connect = none_connect,
@@ -102,4 +107,5 @@ const struct remote_ops remote_verbs_ops = {
 	.poll = none_poll,
 	.close = none_close,
 	.name_of = none_name_of,
+	.ctl = none_ctl,
 };

@@ -10,6 +10,12 @@
  * shut, input discarded) so the ERROR is not lost to a reset, then closes.
  * Leases die with the connection: their MR is closed and their memory
  * scrubbed before anyone else may lease it.
+ *
+ * Draining (DRAIN_REQ, tieredd --drain): no new leases; every welcomed
+ * client gets a DRAIN notice when draining starts or stops, and one right
+ * after WELCOME while it lasts.  A notice is the only message the server
+ * sends unasked; it goes behind whatever reply is waiting in c->out, so
+ * reading still waits until all of it is sent.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,7 +33,6 @@
 
 #define LINGER_NS 1000000000LL /* how long a failed connection waits for the peer to close */
 #define MSGS_PER_EVENT 16      /* fairness: messages handled per readiness event */
-#define STATUS_NAME "tieredd-status"
 
 static void who(const struct client *c, char *buf, size_t len)
 {
@@ -72,6 +77,35 @@ static void queue(struct client *c, const struct tdp_msg *m)
 	flush(c);
 }
 
+/*
+ * notify -- queue a DRAIN notice of the server's state now to c (welcomed).
+ * When c->out has no room for it (a client that does not read), c owes one
+ * and notify_owed sends it once out is empty: owed notices collapse into
+ * one, since only the latest state matters, and none is lost.
+ */
+static void notify(struct server *s, struct client *c)
+{
+	struct tdp_msg m = {.type = TDP_DRAIN};
+	m.u.drain.mode = s->draining ? TDP_DRAIN_ON : TDP_DRAIN_OFF;
+	if (sizeof c->out - c->outlen < TDP_HDR_LEN + 4) {
+		if (!c->drain_pending) {
+			char name[160];
+			who(c, name, sizeof name);
+			slog(SLOG_DEBUG, "%s: its output is full: the DRAIN notice waits", name);
+		}
+		c->drain_pending = true;
+		return;
+	}
+	c->drain_pending = false;
+	queue(c, &m);
+}
+
+static void notify_owed(struct server *s, struct client *c)
+{
+	if (c->drain_pending && c->state == C_READY)
+		notify(s, c);
+}
+
 static void reply_error(struct client *c, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -98,6 +132,8 @@ static void lease_drop(struct server *s, struct client *c, size_t i)
 	s->leases--;
 	c->leased -= l->len;
 	c->leases[i] = c->leases[--c->nleases];
+	if (s->draining && s->leases == 0)
+		slog(SLOG_INFO, "drained: no lease is held any more; the server can be stopped");
 }
 
 static void release_all(struct server *s, struct client *c, const char *why)
@@ -238,7 +274,7 @@ static void on_auth(struct server *s, struct client *c, const struct tdp_msg *m)
 	}
 	c->state = C_READY;
 	c->deadline = 0;
-	c->owner = strcmp(c->name, STATUS_NAME) != 0;
+	c->owner = strcmp(c->name, STATUS_NAME) != 0 && strcmp(c->name, DRAIN_NAME) != 0;
 	s->authed++;
 	if (c->owner) {
 		s->owners++;
@@ -251,6 +287,8 @@ static void on_auth(struct server *s, struct client *c, const struct tdp_msg *m)
 	who(c, name, sizeof name);
 	slog(SLOG_INFO, "%s: welcomed", name);
 	queue(c, &r);
+	if (s->draining)
+		notify(s, c); /* right behind WELCOME: lease nothing here */
 }
 
 static void on_lease_req(struct server *s, struct client *c, uint64_t bytes)
@@ -258,6 +296,13 @@ static void on_lease_req(struct server *s, struct client *c, uint64_t bytes)
 	char asked[32], have[32], lim[32];
 	if (bytes == 0) {
 		reply_error(c, EINVAL, "a lease of 0 bytes: ask for 1 byte or more");
+		return;
+	}
+	if (s->draining) {
+		s->refusals++;
+		reply_error(c, ESHUTDOWN,
+			    "the server is draining (tieredd --drain): no new leases; release the "
+			    "ones you hold");
 		return;
 	}
 	tdp_size_text(bytes, asked, sizeof asked);
@@ -362,6 +407,38 @@ static void on_report(struct server *s, struct client *c, uint64_t w, uint64_t r
 	c->rep_read = r;
 }
 
+/*
+ * on_drain_req -- start (mode 1) or stop (0) draining.  The requester gets
+ * its OK first; then, when the state changed, every welcomed client (the
+ * requester too) gets a DRAIN notice of the new state.
+ */
+static void on_drain_req(struct server *s, struct client *c, uint32_t mode)
+{
+	bool on = mode == TDP_DRAIN_ON;
+	struct tdp_msg r = {.type = TDP_OK};
+	char name[160], size[32];
+	who(c, name, sizeof name);
+	queue(c, &r);
+	if (on == s->draining) {
+		slog(SLOG_INFO, "%s: %s", name,
+		     on ? "asks to drain: draining already"
+			: "asks to stop draining: not draining");
+		return;
+	}
+	s->draining = on;
+	size_t holders = 0;
+	for (size_t i = 0; i < s->nclients; i++)
+		if (!s->clients[i]->gone && s->clients[i]->nleases > 0)
+			holders++;
+	tdp_size_text(s->leased, size, sizeof size);
+	slog(SLOG_INFO, "%s (asked by %s): %zu client(s) hold %llu lease(s), %s",
+	     on ? "draining" : "draining cancelled", name, holders, (unsigned long long)s->leases,
+	     size);
+	for (size_t i = 0; i < s->nclients; i++)
+		if (!s->clients[i]->gone && s->clients[i]->state == C_READY)
+			notify(s, s->clients[i]);
+}
+
 void server_stats(const struct server *s, struct tdp_stats *st)
 {
 	st->capacity = s->pool.size;
@@ -372,6 +449,7 @@ void server_stats(const struct server *s, struct tdp_stats *st)
 	st->bytes_read = s->bytes_read;
 	st->errors = s->errors;
 	st->refusals = s->refusals;
+	st->draining = s->draining;
 }
 
 /* handle -- one decoded message, by the connection's state */
@@ -400,6 +478,7 @@ static void handle(struct server *s, struct client *c, const struct tdp_msg *m)
 	case TDP_LEASE_REQ: on_lease_req(s, c, m->u.lease_req.bytes); return;
 	case TDP_RELEASE: on_release(s, c, m->u.release.id); return;
 	case TDP_REPORT: on_report(s, c, m->u.report.bytes_written, m->u.report.bytes_read); return;
+	case TDP_DRAIN_REQ: on_drain_req(s, c, m->u.drain.mode); return;
 	case TDP_STATS_REQ: {
 		struct tdp_msg r = {.type = TDP_STATS};
 		server_stats(s, &r.u.stats);
@@ -410,7 +489,7 @@ static void handle(struct server *s, struct client *c, const struct tdp_msg *m)
 	case TDP_AUTH: protocol_error(s, c, "%s after the handshake", t); return;
 	default:
 		protocol_error(s, c, "%s is a server's message: clients send LEASE_REQ, RELEASE, "
-				     "STATS_REQ or REPORT",
+				     "STATS_REQ, REPORT or DRAIN_REQ",
 			       t);
 		return;
 	}
@@ -460,13 +539,13 @@ void client_accept(struct server *s, int fd)
 
 short client_events(const struct client *c)
 {
-	if (c->outlen > 0)
-		return POLLOUT; /* one reply at a time */
+	if (c->outlen > 0 || c->drain_pending)
+		return POLLOUT; /* one reply at a time; an owed notice before the next */
 	return POLLIN;
 }
 
 /* Read what the peer sends after an ERROR, until it closes. */
-static void drain(struct server *s, struct client *c)
+static void discard_input(struct server *s, struct client *c)
 {
 	uint8_t junk[4096];
 	for (;;) {
@@ -491,9 +570,10 @@ void client_event(struct server *s, struct client *c, short revents)
 		flush(c);
 	if (c->state == C_CLOSING) {
 		if (c->outlen == 0)
-			drain(s, c);
+			discard_input(s, c);
 		return;
 	}
+	notify_owed(s, c);
 	for (int msgs = 0; msgs < MSGS_PER_EVENT && c->outlen == 0 && c->state != C_CLOSING;) {
 		size_t need = TDP_HDR_LEN + (c->inlen >= TDP_HDR_LEN ? c->hdr.len : 0);
 		if (c->inlen < need) {

@@ -3,7 +3,9 @@
  * socket, and the one-thread poll() loop that serves control connections
  * (client.c) and drives the data path (fabric.c: libfabric progress;
  * verbs.c: rdma_cm events).  `tieredd --status` asks a running server for
- * its figures.
+ * its figures; `tieredd --drain` has it drain (no new leases, clients told
+ * to move their blocks elsewhere) and waits until no lease is left,
+ * `tieredd --undrain` ends that.
  *
  * Progress (libfabric): clients' RMA advances only while this loop calls fi_cq_read.
  * In the default adaptive mode the loop spins (poll with no timeout,
@@ -52,7 +54,8 @@
 
 #define IDLE_NS 1000000LL	 /* the nap between progress calls without a wait fd */
 #define PARENT_CHECK_NS 200000000LL
-#define STATUS_MS 5000
+#define STATUS_MS 5000		   /* --status, --drain, --undrain: connect, and each request */
+#define DRAIN_POLL_US 200000	   /* --drain asks for STATS this often */
 #define CAPACITY_MAX (64ULL << 40) /* what a 47-bit address space can map */
 
 int g_slog_level = SLOG_INFO;
@@ -90,6 +93,9 @@ enum {
 	OPT_PARENT,
 	OPT_STATS_INTERVAL,
 	OPT_STATUS,
+	OPT_DRAIN,
+	OPT_DRAIN_TIMEOUT,
+	OPT_UNDRAIN,
 	OPT_PROGRESS,
 	OPT_SPIN_US,
 };
@@ -112,6 +118,9 @@ static const struct option longopts[] = {
 	{"parent", required_argument, NULL, OPT_PARENT},
 	{"stats-interval", required_argument, NULL, OPT_STATS_INTERVAL},
 	{"status", no_argument, NULL, OPT_STATUS},
+	{"drain", no_argument, NULL, OPT_DRAIN},
+	{"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
+	{"undrain", no_argument, NULL, OPT_UNDRAIN},
 	{"progress", required_argument, NULL, OPT_PROGRESS},
 	{"spin-us", required_argument, NULL, OPT_SPIN_US},
 	{"help", no_argument, NULL, 'h'},
@@ -123,6 +132,8 @@ static void usage(FILE *f)
 {
 	fputs("usage: tieredd -s SECRET_FILE [options]\n"
 	      "       tieredd --status -s SECRET_FILE [-l ADDR] [-p PORT]\n"
+	      "       tieredd --drain [--drain-timeout SEC] -s SECRET_FILE [-l ADDR] [-p PORT]\n"
+	      "       tieredd --undrain -s SECRET_FILE [-l ADDR] [-p PORT]\n"
 	      "Serve memory to libtiered clients over RDMA (libibverbs) or libfabric RMA.\n"
 	      "\n"
 	      "  -l, --listen ADDR        IPv4 address to listen on (default 127.0.0.1)\n"
@@ -145,6 +156,12 @@ static void usage(FILE *f)
 	      "      --progress MODE      adaptive, spin or wait (default adaptive)\n"
 	      "      --spin-us USEC       adaptive: spin this long after traffic (default 2000)\n"
 	      "      --status             print a running server's figures and exit\n"
+	      "      --drain              have a running server drain: no new leases, its\n"
+	      "                           clients move their blocks off it; exit 0 once no\n"
+	      "                           lease is left\n"
+	      "      --drain-timeout SEC  --drain: give up (exit 1, the server still draining)\n"
+	      "                           after SEC seconds (default 0: wait for ever)\n"
+	      "      --undrain            have a running server stop draining\n"
 	      "  -h, --help               this text\n"
 	      "  -V, --version            the version\n",
 	      f);
@@ -225,7 +242,7 @@ struct cli {
 	struct server_opts o;
 	const char *secret_file;
 	int secret_fd;
-	bool client_limit_set;
+	bool client_limit_set, drain_timeout_set;
 };
 
 /* parse_args -- every option; 0, 1 (help/version printed) or -EINVAL (message printed) */
@@ -331,6 +348,14 @@ static int parse_args(int argc, char **argv, struct cli *a)
 			o->stats_interval = (unsigned)v;
 			break;
 		case OPT_STATUS: o->status = true; break;
+		case OPT_DRAIN: o->drain = true; break;
+		case OPT_DRAIN_TIMEOUT:
+			if (parse_num("--drain-timeout", arg, 0, 86400, &v) < 0)
+				return -EINVAL;
+			o->drain_timeout = (unsigned)v;
+			a->drain_timeout_set = true;
+			break;
+		case OPT_UNDRAIN: o->undrain = true; break;
 		case OPT_PROGRESS:
 			if (strcmp(arg, "adaptive") == 0)
 				o->progress = PROGRESS_ADAPTIVE;
@@ -387,9 +412,35 @@ static int parse_args(int argc, char **argv, struct cli *a)
 		fprintf(stderr, "tieredd: --parent %ld: it needs --private\n", o->parent);
 		return -EINVAL;
 	}
-	if (o->status && o->port == 0) {
-		fprintf(stderr, "tieredd: --status --port 0: give the port of the running server\n");
+	const bool query[] = {o->status, o->drain, o->undrain};
+	static const char *const query_opt[] = {"--status", "--drain", "--undrain"};
+	int nquery = o->status + o->drain + o->undrain;
+	if (nquery > 1) {
+		char given[64] = "";
+		size_t len = 0;
+		for (int i = 0, k = 0; i < 3; i++) {
+			if (!query[i])
+				continue;
+			k++;
+			len += (size_t)snprintf(given + len, sizeof given - len, "%s%s",
+						k == 1 ? "" : k == nquery ? " and " : ", ",
+						query_opt[i]);
+		}
+		fprintf(stderr, "tieredd: %s: give one of them\n", given);
 		return -EINVAL;
+	}
+	if (a->drain_timeout_set && !o->drain) {
+		fprintf(stderr, "tieredd: --drain-timeout %u: it needs --drain\n",
+			o->drain_timeout);
+		return -EINVAL;
+	}
+	for (int i = 0; i < 3; i++) {
+		if (query[i] && o->port == 0) {
+			fprintf(stderr,
+				"tieredd: %s --port 0: give the port of the running server\n",
+				query_opt[i]);
+			return -EINVAL;
+		}
 	}
 	return 0;
 }
@@ -468,35 +519,144 @@ static int load_secret(const struct cli *a, struct server *s)
 	return rc;
 }
 
-/* ---- --status ------------------------------------------------------------ */
+/* ---- --status, --drain, --undrain ---------------------------------------- */
+
+/* A query of a running server: the connection --status, --drain and --undrain share. */
+struct query {
+	const char *what; /* "status", "drain", "undrain": names the option in messages */
+	char host[64];	  /* --listen, 127.0.0.1 for 0.0.0.0 */
+	uint16_t port;
+	int fd;
+};
+
+/*
+ * query_open -- connect to the server and run the handshake as name (a name
+ * that does not count as an owner for --private).  0 with q->fd welcomed;
+ * else 1, the reason printed.
+ */
+static int query_open(const struct server *s, struct query *q, const char *what,
+		      const char *name)
+{
+	char why[512];
+	struct tdp_msg w;
+	q->what = what;
+	q->port = s->o.port;
+	q->fd = -1;
+	snprintf(q->host, sizeof q->host, "%s",
+		 strcmp(s->o.listen, "0.0.0.0") == 0 ? "127.0.0.1" : s->o.listen);
+	int rc = tdp_connect(q->host, q->port, STATUS_MS, &q->fd, why, sizeof why);
+	if (rc < 0) {
+		fprintf(stderr, "tieredd: %s: %s\n", what, why);
+		return 1;
+	}
+	rc = tdp_handshake(q->fd, s->secret, s->secret_len, name, &w, STATUS_MS, why,
+			   sizeof why);
+	if (rc < 0) {
+		fprintf(stderr, "tieredd: %s: %s:%u: %s\n", what, q->host, q->port, why);
+		close(q->fd);
+		q->fd = -1;
+		return 1;
+	}
+	return 0;
+}
+
+/* Send req and wait for want; 0, or 1 with the reason printed (the connection closed). */
+static int query_request(struct query *q, const struct tdp_msg *req, uint16_t want,
+			 struct tdp_msg *rep)
+{
+	char why[512];
+	int rc = tdp_request(q->fd, req, want, rep, STATUS_MS, why, sizeof why, NULL);
+	if (rc < 0) {
+		fprintf(stderr, "tieredd: %s: %s:%u: %s\n", q->what, q->host, q->port, why);
+		close(q->fd);
+		q->fd = -1;
+		return 1;
+	}
+	return 0;
+}
+
+static void query_close(struct query *q)
+{
+	if (q->fd >= 0)
+		close(q->fd);
+	q->fd = -1;
+}
 
 static int run_status(const struct server *s)
 {
-	const char *host = strcmp(s->o.listen, "0.0.0.0") == 0 ? "127.0.0.1" : s->o.listen;
-	char why[512];
-	int fd;
-	int rc = tdp_connect(host, s->o.port, STATUS_MS, &fd, why, sizeof why);
-	if (rc < 0) {
-		fprintf(stderr, "tieredd: status: %s\n", why);
+	struct query q;
+	struct tdp_msg req = {.type = TDP_STATS_REQ}, rep;
+	if (query_open(s, &q, "status", STATUS_NAME) || query_request(&q, &req, TDP_STATS, &rep))
 		return 1;
-	}
-	struct tdp_msg w, req = {.type = TDP_STATS_REQ}, rep;
-	rc = tdp_handshake(fd, s->secret, s->secret_len, "tieredd-status", &w, STATUS_MS, why,
-			   sizeof why);
-	if (rc == 0)
-		rc = tdp_request(fd, &req, TDP_STATS, &rep, STATUS_MS, why, sizeof why);
-	close(fd);
-	if (rc < 0) {
-		fprintf(stderr, "tieredd: status: %s:%u: %s\n", host, s->o.port, why);
-		return 1;
-	}
+	query_close(&q);
 	const struct tdp_stats *st = &rep.u.stats;
 	printf("capacity %llu\nleased %llu\nclients %llu\nleases %llu\nbytes_written %llu\n"
-	       "bytes_read %llu\nerrors %llu\nrefusals %llu\n",
+	       "bytes_read %llu\nerrors %llu\nrefusals %llu\ndraining %llu\n",
 	       (unsigned long long)st->capacity, (unsigned long long)st->leased,
 	       (unsigned long long)st->clients, (unsigned long long)st->leases,
 	       (unsigned long long)st->bytes_written, (unsigned long long)st->bytes_read,
-	       (unsigned long long)st->errors, (unsigned long long)st->refusals);
+	       (unsigned long long)st->errors, (unsigned long long)st->refusals,
+	       (unsigned long long)st->draining);
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/*
+ * run_drain -- --drain: DRAIN_REQ 1, then STATS every 200 ms, a line each
+ * time the leased bytes change, until none is left (exit 0) or
+ * --drain-timeout passes (exit 1; the server stays draining).  --undrain:
+ * DRAIN_REQ 0.  The DRAIN notices the server sends this connection too are
+ * skipped by tdp_request.
+ */
+static int run_drain(const struct server *s)
+{
+	const bool on = s->o.drain;
+	struct query q;
+	struct tdp_msg req = {.type = TDP_DRAIN_REQ}, rep;
+	req.u.drain.mode = on ? TDP_DRAIN_ON : TDP_DRAIN_OFF;
+	if (query_open(s, &q, on ? "drain" : "undrain", DRAIN_NAME) ||
+	    query_request(&q, &req, TDP_OK, &rep))
+		return 1;
+	if (!on) {
+		query_close(&q);
+		printf("undrained\n");
+		return fflush(stdout) == 0 ? 0 : 1;
+	}
+	const int64_t end = s->o.drain_timeout
+				    ? mono_ns() + (int64_t)s->o.drain_timeout * 1000000000LL
+				    : 0;
+	uint64_t shown = ~0ULL;
+	req = (struct tdp_msg){.type = TDP_STATS_REQ};
+	for (;;) {
+		if (query_request(&q, &req, TDP_STATS, &rep))
+			return 1;
+		const struct tdp_stats *st = &rep.u.stats;
+		char size[32];
+		tdp_size_text(st->leased, size, sizeof size);
+		if (st->leased == 0)
+			break;
+		if (st->leased != shown) {
+			/* clients: every welcomed connection; this one is not a holder */
+			printf("draining %s:%u: %llu lease(s), %s held; %llu other client(s) "
+			       "connected\n",
+			       q.host, q.port, (unsigned long long)st->leases, size,
+			       (unsigned long long)(st->clients ? st->clients - 1 : 0));
+			fflush(stdout);
+			shown = st->leased;
+		}
+		if (end && mono_ns() >= end) {
+			fprintf(stderr,
+				"tieredd: drain: %s:%u: %llu lease(s), %s still held after %u s "
+				"(--drain-timeout): the server stays draining (tieredd --undrain "
+				"ends that)\n",
+				q.host, q.port, (unsigned long long)st->leases, size,
+				s->o.drain_timeout);
+			query_close(&q);
+			return 1;
+		}
+		usleep(DRAIN_POLL_US);
+	}
+	query_close(&q);
+	printf("drained\n");
 	return fflush(stdout) == 0 ? 0 : 1;
 }
 
@@ -558,9 +718,10 @@ static void log_stats(const struct server *s)
 	tdp_size_text(st.bytes_read, rd, sizeof rd);
 	slog(SLOG_INFO,
 	     "stats: clients %llu, leases %llu, leased %s of %s, written %s, read %s, errors %llu, "
-	     "refusals %llu",
+	     "refusals %llu%s",
 	     (unsigned long long)st.clients, (unsigned long long)st.leases, leased, cap, wr, rd,
-	     (unsigned long long)st.errors, (unsigned long long)st.refusals);
+	     (unsigned long long)st.errors, (unsigned long long)st.refusals,
+	     st.draining ? ", draining" : "");
 }
 
 static int64_t earliest(int64_t a, int64_t b)
@@ -712,8 +873,8 @@ int main(int argc, char **argv)
 	if (load_secret(&a, &s) < 0)
 		return 2;
 	signal(SIGPIPE, SIG_IGN);
-	if (s.o.status) {
-		rc = run_status(&s);
+	if (s.o.status || s.o.drain || s.o.undrain) {
+		rc = s.o.status ? run_status(&s) : run_drain(&s);
 		secure_zero(s.secret, sizeof s.secret);
 		return rc;
 	}

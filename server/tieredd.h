@@ -102,6 +102,10 @@ extern const struct dpath_ops dpath_fabric_ops;
 extern const struct dpath_ops dpath_verbs_ops;
 
 /* ==== client.c ============================================================= */
+/* HELLO names of tieredd's own queries: they do not count as owners for --private. */
+#define STATUS_NAME "tieredd-status"
+#define DRAIN_NAME "tieredd-drain"
+
 enum progress_mode { PROGRESS_ADAPTIVE, PROGRESS_SPIN, PROGRESS_WAIT };
 
 struct server_opts {
@@ -113,6 +117,8 @@ struct server_opts {
 	int log_level;
 	int ready_fd;
 	bool detach, private_mode, status;
+	bool drain, undrain;	/* --drain, --undrain: ask a running server, then exit */
+	unsigned drain_timeout; /* --drain-timeout, seconds; 0: wait for ever */
 	long parent;
 	unsigned stats_interval;
 	enum progress_mode progress;
@@ -141,6 +147,7 @@ struct client {
 	size_t inlen;
 	uint8_t out[2 * TDP_MAX_MSG];
 	size_t outlen, outoff;
+	bool drain_pending; /* a DRAIN notice did not fit in out: queue it once out is sent */
 	int64_t deadline; /* handshake or linger end, ns; 0 = none */
 	struct lease *leases;
 	size_t nleases, cap;
@@ -164,6 +171,7 @@ struct server {
 	uint64_t leased, leases, authed, bytes_written, bytes_read, errors, refusals;
 	uint64_t owners;
 	bool had_owner;
+	bool draining; /* DRAIN_REQ 1 (tieredd --drain): no new leases until DRAIN_REQ 0 */
 	int64_t accept_pause; /* out of fds: do not poll the listening socket until then */
 };
 

@@ -2,8 +2,9 @@
  * check_proto.c -- the control protocol (lib/proto.c) and its crypto
  * (lib/sha256.c), without a server: SHA-256 and HMAC-SHA256 against their
  * published vectors, every message through encode and decode, every kind
- * of malformed input refused with a message, the blocking I/O helpers and
- * the client handshake over a socketpair, and remote_parse_target().
+ * of malformed input refused with a message, the blocking I/O helpers, the
+ * client handshake and tdp_request (DRAIN notices skipped) over a
+ * socketpair, and remote_parse_target().
  */
 #include <errno.h>
 #include <pthread.h>
@@ -122,7 +123,7 @@ static int samples(struct tdp_msg *out)
 	out[n++] = m;
 	memset(&m, 0, sizeof m);
 	m.type = TDP_STATS;
-	m.u.stats = (struct tdp_stats){1, 2, 3, 4, 5, 6, 7, 0x8000000000000000ULL};
+	m.u.stats = (struct tdp_stats){1, 2, 3, 4, 5, 6, 7, 0x8000000000000000ULL, 1};
 	out[n++] = m;
 	memset(&m, 0, sizeof m);
 	m.type = TDP_REPORT;
@@ -133,6 +134,14 @@ static int samples(struct tdp_msg *out)
 	m.type = TDP_ERROR;
 	m.u.error.code = ENOSPC;
 	strcpy(m.u.error.msg, "client limit reached: 1 GiB leased of 1 GiB, asked 64 MiB");
+	out[n++] = m;
+	memset(&m, 0, sizeof m);
+	m.type = TDP_DRAIN_REQ;
+	m.u.drain.mode = TDP_DRAIN_ON;
+	out[n++] = m;
+	memset(&m, 0, sizeof m);
+	m.type = TDP_DRAIN;
+	m.u.drain.mode = TDP_DRAIN_ON;
 	out[n++] = m;
 	return n;
 }
@@ -438,7 +447,7 @@ START_TEST(header_refused)
 	bad_hdr(TDP_MAGIC, 0, TDP_OK, 0, "version 0");
 	bad_hdr(TDP_MAGIC, 2, TDP_OK, 0, "version 2");
 	bad_hdr(TDP_MAGIC, 1, 0, 0, "unknown message type 0");
-	bad_hdr(TDP_MAGIC, 1, 13, 0, "unknown message type 13");
+	bad_hdr(TDP_MAGIC, 1, 15, 0, "unknown message type 15: types are 1..14");
 	bad_hdr(TDP_MAGIC, 1, 0xffff, 0, "unknown message type 65535");
 	bad_hdr(TDP_MAGIC, 1, TDP_HELLO, 4097, "over the limit of 4096");
 	bad_hdr(TDP_MAGIC, 1, TDP_ERROR, 0xffffffff, "over the limit");
@@ -448,7 +457,11 @@ START_TEST(header_refused)
 	bad_hdr(TDP_MAGIC, 1, TDP_LEASE_REQ, 9, "must be 8 bytes");
 	bad_hdr(TDP_MAGIC, 1, TDP_LEASE, 24, "must be 32 bytes");
 	bad_hdr(TDP_MAGIC, 1, TDP_RELEASE, 0, "must be 8 bytes");
-	bad_hdr(TDP_MAGIC, 1, TDP_STATS, 56, "must be 64 bytes");
+	bad_hdr(TDP_MAGIC, 1, TDP_STATS, 64, "STATS payload of 64 bytes: it must be 72 bytes");
+	bad_hdr(TDP_MAGIC, 1, TDP_STATS, 80, "must be 72 bytes");
+	bad_hdr(TDP_MAGIC, 1, TDP_DRAIN_REQ, 0, "DRAIN_REQ payload of 0 bytes: it must be 4 bytes");
+	bad_hdr(TDP_MAGIC, 1, TDP_DRAIN_REQ, 8, "must be 4 bytes");
+	bad_hdr(TDP_MAGIC, 1, TDP_DRAIN, 3, "DRAIN payload of 3 bytes: it must be 4 bytes");
 	bad_hdr(TDP_MAGIC, 1, TDP_REPORT, 8, "must be 16 bytes");
 	bad_hdr(TDP_MAGIC, 1, TDP_AUTH, 31, "must be 32 bytes");
 	bad_hdr(TDP_MAGIC, 1, TDP_CHALLENGE, 35, "must be 34 bytes");
@@ -562,6 +575,63 @@ START_TEST(lying_lengths)
 	bad_payload(TDP_OK, p, 1, "OK payload of 1 bytes");
 	bad_payload(0, p, 0, "unknown message type 0");
 	bad_payload(99, p, 0, "unknown message type 99");
+}
+END_TEST
+
+START_TEST(drain_messages)
+{
+	/* DRAIN_REQ 1 and DRAIN 0, spelled out: a u32 mode. */
+	struct tdp_msg m = {.type = TDP_DRAIN_REQ}, out;
+	m.u.drain.mode = TDP_DRAIN_ON;
+	uint8_t buf[TDP_MAX_MSG];
+	char err[256];
+	size_t len = enc(&m, buf, sizeof buf);
+	static const uint8_t want[] = {0x54, 0x44, 0x50, 0x31, 1, 0, 13, 0, 4, 0, 0, 0,
+				       1,    0,    0,    0};
+	ck_assert_uint_eq(len, sizeof want);
+	ck_assert(memcmp(buf, want, sizeof want) == 0);
+	m.type = TDP_DRAIN;
+	m.u.drain.mode = TDP_DRAIN_OFF;
+	len = enc(&m, buf, sizeof buf);
+	static const uint8_t want2[] = {0x54, 0x44, 0x50, 0x31, 1, 0, 14, 0, 4, 0, 0, 0,
+					0,    0,    0,    0};
+	ck_assert_uint_eq(len, sizeof want2);
+	ck_assert(memcmp(buf, want2, sizeof want2) == 0);
+	ck_assert_int_eq(dec(buf, len, &out, err, sizeof err), 0);
+	ck_assert_uint_eq(out.type, TDP_DRAIN);
+	ck_assert_uint_eq(out.u.drain.mode, 0);
+	ck_assert_str_eq(tdp_type_name(TDP_DRAIN_REQ), "DRAIN_REQ");
+	ck_assert_str_eq(tdp_type_name(TDP_DRAIN), "DRAIN");
+	ck_assert_str_eq(tdp_type_name(15), "unknown");
+
+	/* A mode other than 0 and 1: the encoder refuses it, the decoder names what is allowed. */
+	m.type = TDP_DRAIN_REQ;
+	m.u.drain.mode = 2;
+	ck_assert_int_eq(tdp_encode(&m, buf, sizeof buf), -EINVAL);
+	uint8_t p[8] = {7, 0, 0, 0};
+	bad_payload(TDP_DRAIN_REQ, p, 4, "DRAIN_REQ: mode 7: it must be 0 (stop draining) or 1 "
+					 "(start draining)");
+	p[0] = 0, p[3] = 0x80; /* the high byte counts too */
+	bad_payload(TDP_DRAIN_REQ, p, 4, "mode 2147483648");
+	p[0] = 2, p[3] = 0;
+	bad_payload(TDP_DRAIN, p, 4, "DRAIN: mode 2: it must be 0 (draining cancelled) or 1 "
+				     "(draining)");
+
+	/* STATS: nine u64, draining last, at offset 64; only 0 or 1. */
+	m = (struct tdp_msg){.type = TDP_STATS};
+	m.u.stats.capacity = 1ULL << 30;
+	m.u.stats.draining = 1;
+	len = enc(&m, buf, sizeof buf);
+	ck_assert_uint_eq(len, TDP_HDR_LEN + 72);
+	ck_assert_uint_eq(buf[TDP_HDR_LEN + 64], 1);
+	ck_assert_int_eq(dec(buf, len, &out, err, sizeof err), 0);
+	ck_assert_uint_eq(out.u.stats.draining, 1);
+	ck_assert_uint_eq(out.u.stats.capacity, 1ULL << 30);
+	buf[TDP_HDR_LEN + 64] = 2;
+	ck_assert_int_eq(dec(buf, len, &out, err, sizeof err), -EPROTO);
+	ck_assert_str_has(err, "STATS: draining 2: it must be 0 (serving) or 1 (draining)");
+	m.u.stats.draining = 2;
+	ck_assert_int_eq(tdp_encode(&m, buf, sizeof buf), -EINVAL);
 }
 END_TEST
 
@@ -755,6 +825,76 @@ START_TEST(handshake_proofs)
 }
 END_TEST
 
+/* Send a DRAIN notice of mode on fd. */
+static void send_notice(int fd, uint32_t mode)
+{
+	struct tdp_msg n = {.type = TDP_DRAIN};
+	n.u.drain.mode = mode;
+	ck_assert_int_eq(tdp_send_msg(fd, &n, 1000), 0);
+}
+
+START_TEST(request_skips_drain_notices)
+{
+	/* Notices before the reply are skipped; the last one's mode is reported. */
+	int sv[2];
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	struct tdp_msg req = {.type = TDP_RELEASE}, rep, got, m;
+	char err[256];
+	req.u.release.id = 5;
+	send_notice(sv[1], TDP_DRAIN_ON);
+	send_notice(sv[1], TDP_DRAIN_OFF);
+	send_notice(sv[1], TDP_DRAIN_ON);
+	m = (struct tdp_msg){.type = TDP_OK};
+	ck_assert_int_eq(tdp_send_msg(sv[1], &m, 1000), 0);
+	int notice = -1;
+	ck_assert_int_eq(tdp_request(sv[0], &req, TDP_OK, &rep, 1000, err, sizeof err, &notice), 0);
+	ck_assert_uint_eq(rep.type, TDP_OK);
+	ck_assert_int_eq(notice, TDP_DRAIN_ON);
+	ck_assert_int_eq(tdp_recv_msg(sv[1], &got, 1000, err, sizeof err), 0);
+	ck_assert_uint_eq(got.type, TDP_RELEASE);
+	ck_assert_uint_eq(got.u.release.id, 5);
+
+	/* Without a place for the mode: skipped all the same. */
+	send_notice(sv[1], TDP_DRAIN_OFF);
+	m = (struct tdp_msg){.type = TDP_STATS};
+	m.u.stats.draining = 0;
+	ck_assert_int_eq(tdp_send_msg(sv[1], &m, 1000), 0);
+	req = (struct tdp_msg){.type = TDP_STATS_REQ};
+	ck_assert_int_eq(tdp_request(sv[0], &req, TDP_STATS, &rep, 1000, err, sizeof err, NULL), 0);
+	ck_assert_uint_eq(rep.type, TDP_STATS);
+
+	/* An ERROR behind a notice is the answer. */
+	send_notice(sv[1], TDP_DRAIN_OFF);
+	m = (struct tdp_msg){.type = TDP_ERROR};
+	m.u.error.code = ENOENT;
+	strcpy(m.u.error.msg, "no lease 5 is held by this client");
+	ck_assert_int_eq(tdp_send_msg(sv[1], &m, 1000), 0);
+	req = (struct tdp_msg){.type = TDP_RELEASE};
+	notice = -1;
+	ck_assert_int_eq(tdp_request(sv[0], &req, TDP_OK, &rep, 1000, err, sizeof err, &notice),
+			 -ENOENT);
+	ck_assert_str_eq(err, "no lease 5 is held by this client");
+	ck_assert_int_eq(notice, TDP_DRAIN_OFF);
+
+	/* Notices and no reply: the timeout is for the whole wait, and says so. */
+	send_notice(sv[1], TDP_DRAIN_ON);
+	notice = -1;
+	ck_assert_int_eq(tdp_request(sv[0], &req, TDP_OK, &rep, 100, err, sizeof err, &notice),
+			 -ETIMEDOUT);
+	ck_assert_str_has(err, "RELEASE: no reply within 100 ms");
+	ck_assert_int_eq(notice, TDP_DRAIN_ON);
+
+	/* Any other message is no notice: a protocol error. */
+	m = (struct tdp_msg){.type = TDP_LEASE};
+	ck_assert_int_eq(tdp_send_msg(sv[1], &m, 1000), 0);
+	ck_assert_int_eq(tdp_request(sv[0], &req, TDP_OK, &rep, 1000, err, sizeof err, NULL),
+			 -EPROTO);
+	ck_assert_str_has(err, "protocol error: expected OK, got LEASE");
+	close(sv[0]);
+	close(sv[1]);
+}
+END_TEST
+
 /* ---- remote_parse_target ------------------------------------------------- */
 
 static void good_target(const char *s, const char *prov, const char *host, unsigned port)
@@ -919,6 +1059,7 @@ static Suite *proto_suite(void)
 	tcase_add_test(tc, header_refused);
 	tcase_add_test(tc, short_and_long_payloads);
 	tcase_add_test(tc, lying_lengths);
+	tcase_add_test(tc, drain_messages);
 	tcase_add_test(tc, random_bytes_never_crash);
 	tcase_add_test(tc, size_text);
 	tcase_add_test(tc, rc_addr_and_qp_pdata);
@@ -926,6 +1067,7 @@ static Suite *proto_suite(void)
 	tc = tcase_create("io");
 	tcase_add_test(tc, send_recv_socketpair);
 	tcase_add_test(tc, handshake_proofs);
+	tcase_add_test(tc, request_skips_drain_notices);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("target");
 	tcase_add_test(tc, parse_target);

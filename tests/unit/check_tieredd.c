@@ -9,12 +9,20 @@
  * pipe), dies with the test (PR_SET_PDEATHSIG) if the test fails first, and
  * is otherwise stopped with SIGTERM, after which it must exit 0.  Its
  * stderr goes to a file that tests read for its messages.
+ *
+ * Draining (tieredd --drain, DRAIN_REQ and the DRAIN notice) is seen from
+ * both sides: raw control connections (lib/proto.c) read the notices as
+ * they come, and the backend's control connection (lib/remote_ctl.c)
+ * follows them in its draining flag.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -25,6 +33,7 @@
 
 #include "proto.h"
 #include "remote.h"
+#include "remote_ctl.h"
 #include "unit.h"
 
 #define SECRET "check-tieredd-secret-0123456789"
@@ -817,6 +826,7 @@ START_TEST(stats_move)
 	ck_assert_str_has(out, "bytes_read 2620\n");
 	ck_assert_str_has(out, "errors 0\n");
 	ck_assert_str_has(out, "refusals 0\n");
+	ck_assert_str_has(out, "draining 0\n");
 
 	/* Leases go with their connection. */
 	ops->close(c);
@@ -835,6 +845,431 @@ START_TEST(stats_move)
 	ck_assert_int_eq(rc, 1);
 	ck_assert_str_has(err, "tieredd: status: cannot connect to 127.0.0.1:");
 	srv_done(&s);
+}
+END_TEST
+
+/* ---- draining ------------------------------------------------------------- */
+
+/* A raw control connection, welcomed under name. */
+static int raw_conn(const struct srv *s, const char *name)
+{
+	int fd;
+	char err[512];
+	struct tdp_msg w;
+	ck_assert_int_eq(tdp_connect("127.0.0.1", s->port, 2000, &fd, err, sizeof err), 0);
+	int rc = tdp_handshake(fd, SECRET, strlen(SECRET), name, &w, 2000, err, sizeof err);
+	ck_assert_msg(rc == 0, "handshake as %s: %d %s", name, rc, err);
+	return fd;
+}
+
+/* The next message on fd is a DRAIN notice of mode. */
+static void expect_notice(int fd, uint32_t mode)
+{
+	struct tdp_msg m;
+	char err[512];
+	int rc = tdp_recv_msg(fd, &m, 5000, err, sizeof err);
+	ck_assert_msg(rc == 0, "no DRAIN notice %u: %d %s", mode, rc, err);
+	ck_assert_msg(m.type == TDP_DRAIN, "%s where DRAIN %u was expected", tdp_type_name(m.type),
+		      mode);
+	ck_assert_uint_eq(m.u.drain.mode, mode);
+}
+
+/* Nothing waits on fd for 100 ms. */
+static void expect_quiet(int fd)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	ck_assert_msg(poll(&pfd, 1, 100) == 0, "an unexpected message is waiting");
+}
+
+/* DRAIN_REQ mode on fd: OK, with no notice before it (the requester's comes after). */
+static void drain_req(int fd, uint32_t mode)
+{
+	struct tdp_msg req = {.type = TDP_DRAIN_REQ}, rep;
+	char err[512];
+	int notice = -1;
+	req.u.drain.mode = mode;
+	int rc = tdp_request(fd, &req, TDP_OK, &rep, 5000, err, sizeof err, &notice);
+	ck_assert_msg(rc == 0, "DRAIN_REQ %u: %d %s", mode, rc, err);
+	ck_assert_int_eq(notice, -1);
+}
+
+/* The server's STATS, asked on fd. */
+static struct tdp_stats raw_stats(int fd)
+{
+	struct tdp_msg req = {.type = TDP_STATS_REQ}, rep;
+	char err[512];
+	int rc = tdp_request(fd, &req, TDP_STATS, &rep, 5000, err, sizeof err, NULL);
+	ck_assert_msg(rc == 0, "STATS_REQ: %d %s", rc, err);
+	return rep.u.stats;
+}
+
+/* Wait up to 5 s for c's control connection to follow the server's draining state. */
+static void wait_draining(struct remote_conn *c, bool want)
+{
+	struct remote_ctl *ctl = ops->ctl(c);
+	ck_assert_ptr_nonnull(ctl);
+	double end = now_s() + 5;
+	while (atomic_load(&ctl->draining) != want && now_s() < end) {
+		ck_assert_int_eq(rctl_poll_notice(ctl), 0);
+		usleep(10000);
+	}
+	ck_assert_msg(atomic_load(&ctl->draining) == want, "%s: draining is %d, not %d",
+		      ops->name_of(c), (int)atomic_load(&ctl->draining), (int)want);
+}
+
+START_TEST(drain_refuses_leases_and_tells_clients)
+{
+	struct srv s;
+	START(&s, "-c", "16M");
+	struct remote_conn *c = conn(&s);
+	struct remote_lease l = lease(c, 2 * MiB);
+	int a = raw_conn(&s, "check-drain-watcher"), d = raw_conn(&s, "check-drain-asker");
+	ck_assert_int_eq(atomic_load(&ops->ctl(c)->draining), false);
+
+	/* Start: the asker gets OK, then like every welcomed client a DRAIN 1. */
+	drain_req(d, TDP_DRAIN_ON);
+	expect_notice(d, TDP_DRAIN_ON);
+	expect_notice(a, TDP_DRAIN_ON);
+	expect_quiet(a);
+	ck_assert_uint_eq(raw_stats(a).draining, 1);
+
+	/* No new lease, with what to do; the one held stays, and can be released. */
+	struct tdp_stats before = raw_stats(a);
+	struct remote_lease l2;
+	char err[512];
+	int rc = ops->lease(c, 2 * MiB, &l2, err, sizeof err);
+	ck_assert_int_eq(rc, -ESHUTDOWN);
+	ck_assert_str_has(err, "the server is draining (tieredd --drain): no new leases; release "
+			       "the ones you hold");
+	ck_assert_uint_eq(raw_stats(a).refusals, before.refusals + 1);
+	/* The backend skipped the notice in front of that reply, and noted it. */
+	ck_assert_int_eq(atomic_load(&ops->ctl(c)->draining), true);
+	struct remote_server_stats st;
+	ck_assert_int_eq(ops->server_stats(c, &st), 0);
+	ck_assert_uint_eq(st.draining, 1);
+	ck_assert_uint_eq(st.leases, 1);
+	ck_assert_int_eq(ops->release(c, l.id), 0);
+
+	/* Asked again: OK, and no notice, since nothing changed. */
+	drain_req(d, TDP_DRAIN_ON);
+	expect_quiet(d);
+	expect_quiet(a);
+
+	/* A client that comes now hears it right after WELCOME ... */
+	int late = raw_conn(&s, "check-drain-late");
+	expect_notice(late, TDP_DRAIN_ON);
+	/* ... and so does a backend connection, without asking anything. */
+	struct remote_conn *c2 = conn(&s);
+	wait_draining(c2, true);
+	ck_assert_int_eq(ops->check(c2), 0);
+
+	/* Stop: everyone hears DRAIN 0, leases are served again. */
+	drain_req(d, TDP_DRAIN_OFF);
+	expect_notice(d, TDP_DRAIN_OFF);
+	expect_notice(a, TDP_DRAIN_OFF);
+	expect_notice(late, TDP_DRAIN_OFF);
+	wait_draining(c2, false);
+	ck_assert_uint_eq(raw_stats(late).draining, 0);
+	l2 = lease(c, 2 * MiB);
+	ck_assert_int_eq(atomic_load(&ops->ctl(c)->draining), false);
+	ck_assert_int_eq(ops->server_stats(c, &st), 0);
+	ck_assert_uint_eq(st.draining, 0);
+	ck_assert_uint_eq(st.errors, 0);
+
+	const char *log = srv_log(&s);
+	ck_assert_str_has(log, "draining (asked by client");
+	ck_assert_str_has(log, "1 client(s) hold 1 lease(s), 2 MiB");
+	ck_assert_str_has(log, "drained: no lease is held any more");
+	ck_assert_str_has(log, "asks to drain: draining already");
+	ck_assert_str_has(log, "draining cancelled (asked by client");
+	close(a);
+	close(d);
+	close(late);
+	ops->close(c2);
+	ops->close(c);
+	srv_done(&s);
+}
+END_TEST
+
+START_TEST(drain_malformed_refused)
+{
+	struct srv s;
+	START(&s, "-c", "16M");
+	uint8_t msg[64];
+	/* DRAIN_REQ knows modes 0 and 1 only. */
+	tdp_put_hdr(msg, TDP_DRAIN_REQ, 4);
+	memcpy(msg + TDP_HDR_LEN, "\x07\x00\x00\x00", 4);
+	garbage(&s, msg, TDP_HDR_LEN + 4, true,
+		"DRAIN_REQ: mode 7: it must be 0 (stop draining) or 1 (start draining)");
+	/* DRAIN is the server's notice, never a client's message. */
+	struct tdp_msg m = {.type = TDP_DRAIN};
+	m.u.drain.mode = TDP_DRAIN_ON;
+	size_t n = (size_t)tdp_encode(&m, msg, sizeof msg);
+	garbage(&s, msg, n, true, "DRAIN is a server's message");
+	/* And DRAIN_REQ waits for the handshake like any request. */
+	m.type = TDP_DRAIN_REQ;
+	n = (size_t)tdp_encode(&m, msg, sizeof msg);
+	garbage(&s, msg, n, false, "DRAIN_REQ before HELLO");
+	int fd = raw_conn(&s, "check-drain");
+	struct tdp_stats st = raw_stats(fd);
+	ck_assert_uint_eq(st.errors, 3);
+	ck_assert_uint_eq(st.draining, 0);
+	close(fd);
+	srv_done(&s);
+}
+END_TEST
+
+/*
+ * Does the server's stderr hold what past *off?  *off moves on, so a log of
+ * megabytes is read once however often it is asked (srv_log reads 64 KiB).
+ */
+static bool log_find(const struct srv *s, const char *what, off_t *off)
+{
+	static char buf[1 << 16];
+	size_t keep = strlen(what);
+	bool found = false;
+	int fd = open(s->log, O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ssize_t n;
+	while (!found && (n = pread(fd, buf, sizeof buf - 1, *off)) > 0) {
+		buf[n] = 0;
+		found = strstr(buf, what) != NULL;
+		*off += (size_t)n > keep ? n - (ssize_t)keep : n;
+		if ((size_t)n <= keep)
+			break;
+	}
+	close(fd);
+	return found;
+}
+
+/*
+ * A client that never reads while draining flips thousands of times: its
+ * output fills, the notice it is owed waits (and is not lost), and the
+ * server serves everyone else meanwhile.
+ */
+START_TEST(drain_notice_to_stalled_client)
+{
+	struct srv s;
+	START(&s, "-c", "16M");
+	/* The stalled client: a small receive buffer, so the server's output backs up soon. */
+	int st = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int small = 4096;
+	ck_assert_int_eq(setsockopt(st, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(s.port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	ck_assert_int_eq(connect(st, (struct sockaddr *)&sin, sizeof sin), 0);
+	fcntl(st, F_SETFL, O_NONBLOCK);
+	struct tdp_msg w;
+	char err[512];
+	ck_assert_int_eq(tdp_handshake(st, SECRET, strlen(SECRET), "check-stalled", &w, 2000, err,
+				       sizeof err),
+			 0);
+
+	/* Flip in batches (requests pipelined), until the server says the notice waits. */
+	int d = raw_conn(&s, "check-drain-flipper");
+	uint8_t batch[256 * 16];
+	uint32_t mode = TDP_DRAIN_OFF;
+	int flips = 0;
+	double t0 = now_s();
+	off_t off = 0;
+	bool full = false;
+	while (!(full = log_find(&s, "the DRAIN notice waits", &off)) && now_s() - t0 < 60) {
+		size_t len = 0;
+		for (int i = 0; i < 256; i++) {
+			struct tdp_msg m = {.type = TDP_DRAIN_REQ};
+			mode ^= 1;
+			m.u.drain.mode = mode;
+			len += (size_t)tdp_encode(&m, batch + len, sizeof batch - len);
+		}
+		ck_assert_int_eq(tdp_send_all(d, batch, len, 5000), 0);
+		/* Each flip: OK, then the flipper's own notice. */
+		for (int i = 0; i < 2 * 256; i++) {
+			struct tdp_msg m;
+			int rc = tdp_recv_msg(d, &m, 5000, err, sizeof err);
+			ck_require(rc == 0, "flip %d: %d %s", flips + i / 2, rc, err);
+			ck_require(m.type == (i % 2 ? TDP_DRAIN : TDP_OK), "flip %d: %s",
+				   flips + i / 2, tdp_type_name(m.type));
+		}
+		flips += 256;
+	}
+	ck_assert_msg(full, "%d flips and the stalled client's output never filled", flips);
+	double dt = now_s() - t0;
+	/* The server still answers others at once, stalled client or not. */
+	int other = raw_conn(&s, "check-drain-other");
+	ck_assert_uint_eq(raw_stats(other).draining, mode);
+	/* One more flip to end on: draining.  Then the stalled client reads it all. */
+	if (mode == TDP_DRAIN_OFF) {
+		drain_req(d, TDP_DRAIN_ON);
+		expect_notice(d, TDP_DRAIN_ON);
+		mode = TDP_DRAIN_ON;
+	}
+	expect_notice(other, TDP_DRAIN_ON);
+	uint32_t last = 2;
+	int got = 0;
+	for (;;) {
+		struct tdp_msg m;
+		int rc = tdp_recv_msg(st, &m, 1000, err, sizeof err);
+		if (rc == -ETIMEDOUT)
+			break;
+		ck_require(rc == 0, "stalled client, notice %d: %d %s", got, rc, err);
+		ck_require(m.type == TDP_DRAIN, "stalled client: %s", tdp_type_name(m.type));
+		last = m.u.drain.mode;
+		got++;
+	}
+	ck_assert_msg(last == TDP_DRAIN_ON, "the stalled client's last notice says %u", last);
+	ck_assert_int_gt(got, 0);
+	ck_assert_int_le(got, flips + 1);
+	ck_assert_uint_eq(raw_stats(st).draining, 1); /* and it is served as ever */
+	fprintf(stderr, "drain_notice_to_stalled_client: %d flips in %.1f s, %d notices read\n",
+		flips, dt, got);
+	close(st);
+	close(d);
+	close(other);
+	srv_done(&s);
+}
+END_TEST
+
+/* Start a program with stdout and stderr to pipes; its pid. */
+static pid_t spawn(const char *const *argv, int *out, int *err)
+{
+	int po[2], pe[2];
+	ck_assert_int_eq(pipe2(po, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(pe, O_CLOEXEC), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(po[1], 1);
+		dup2(pe[1], 2);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(po[1]);
+	close(pe[1]);
+	*out = po[0];
+	*err = pe[0];
+	return pid;
+}
+
+/* What is left to read on fd (the writer has exited). */
+static void slurp(int fd, char *buf, size_t len)
+{
+	size_t n = 0;
+	ssize_t r;
+	while (n < len - 1 && (r = read(fd, buf + n, len - 1 - n)) > 0)
+		n += (size_t)r;
+	buf[n] = 0;
+	close(fd);
+}
+
+START_TEST(drain_command)
+{
+	struct srv s;
+	START(&s, "-c", "16M");
+	struct remote_conn *c = conn(&s);
+	struct remote_lease l = lease(c, 4 * MiB);
+	char port[16], out[4096], err[4096];
+	snprintf(port, sizeof port, "%u", s.port);
+
+	/* tieredd --drain waits while the lease is held ... */
+	const char *drain[] = {tieredd_path(), "--drain", "-p", port, "-s", s.secret, NULL};
+	int fo, fe;
+	pid_t pid = spawn(drain, &fo, &fe);
+	wait_draining(c, true);
+	usleep(500000);
+	int st = 0;
+	ck_assert_msg(waitpid(pid, &st, WNOHANG) == 0,
+		      "tieredd --drain exited (status 0x%x) while a lease was held", st);
+	const char *status[] = {tieredd_path(), "--status", "-p", port, "-s", s.secret, NULL};
+	ck_assert_int_eq(run(status, out, sizeof out, err, sizeof err), 0);
+	ck_assert_str_has(out, "draining 1\n");
+	ck_assert_str_has(out, "leased 4194304\n");
+
+	/* ... and exits 0 once it is released. */
+	ck_assert_int_eq(ops->release(c, l.id), 0);
+	double end = now_s() + 10;
+	pid_t r;
+	while ((r = waitpid(pid, &st, WNOHANG)) == 0 && now_s() < end)
+		usleep(20000);
+	if (r == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+	}
+	slurp(fo, out, sizeof out);
+	slurp(fe, err, sizeof err);
+	ck_assert_msg(r == pid, "tieredd --drain did not exit once no lease was left: %s", out);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "tieredd --drain: status 0x%x: %s",
+		      st, err);
+	char line[128];
+	snprintf(line, sizeof line,
+		 "draining 127.0.0.1:%u: 1 lease(s), 4 MiB held; 1 other client(s) connected\n",
+		 s.port);
+	ck_assert_str_has(out, line);
+	ck_assert_str_has(out, "\ndrained\n");
+	/* The server stays draining: stopping it is the operator's next step. */
+	struct remote_server_stats rs;
+	ck_assert_int_eq(ops->server_stats(c, &rs), 0);
+	ck_assert_uint_eq(rs.draining, 1);
+
+	/* --undrain. */
+	const char *undrain[] = {tieredd_path(), "--undrain", "-p", port, "-s", s.secret, NULL};
+	int rc = run(undrain, out, sizeof out, err, sizeof err);
+	ck_assert_msg(rc == 0, "tieredd --undrain exited %d: %s", rc, err);
+	ck_assert_str_eq(out, "undrained\n");
+	wait_draining(c, false);
+	ck_assert_int_eq(run(status, out, sizeof out, err, sizeof err), 0);
+	ck_assert_str_has(out, "draining 0\n");
+
+	/* --drain-timeout: exit 1 while a lease is held, the server left draining. */
+	l = lease(c, 2 * MiB);
+	const char *timed[] = {tieredd_path(), "--drain", "--drain-timeout", "1", "-p", port, "-s",
+			       s.secret, NULL};
+	double t0 = now_s();
+	rc = run(timed, out, sizeof out, err, sizeof err);
+	double dt = now_s() - t0;
+	ck_assert_msg(rc == 1, "tieredd --drain --drain-timeout 1 exited %d: %s", rc, err);
+	ck_assert_msg(dt >= 0.9 && dt < 5, "--drain-timeout 1 took %.1f s", dt);
+	ck_assert_str_has(err, "1 lease(s), 2 MiB still held after 1 s (--drain-timeout): the "
+			       "server stays draining");
+	ck_assert_str_hasnt(out, "drained");
+	ck_assert_int_eq(ops->server_stats(c, &rs), 0);
+	ck_assert_uint_eq(rs.draining, 1);
+	/* Already drained: --drain exits 0 at once. */
+	ck_assert_int_eq(ops->release(c, l.id), 0);
+	rc = run(drain, out, sizeof out, err, sizeof err);
+	ck_assert_msg(rc == 0, "tieredd --drain of a drained server exited %d: %s", rc, err);
+	ck_assert_str_eq(out, "drained\n");
+	ops->close(c);
+	srv_done(&s);
+}
+END_TEST
+
+START_TEST(drain_query_is_no_owner)
+{
+	/* A --private server outlives --drain and --undrain, and exits when its owner goes. */
+	struct srv s;
+	START(&s, "-c", "16M", "--private");
+	char port[16], out[4096], err[4096];
+	snprintf(port, sizeof port, "%u", s.port);
+	const char *drain[] = {tieredd_path(), "--drain", "-p", port, "-s", s.secret, NULL};
+	const char *undrain[] = {tieredd_path(), "--undrain", "-p", port, "-s", s.secret, NULL};
+	ck_assert_int_eq(run(drain, out, sizeof out, err, sizeof err), 0);
+	ck_assert_int_eq(run(undrain, out, sizeof out, err, sizeof err), 0);
+	usleep(300000);
+	int st = 0;
+	ck_assert_msg(waitpid(s.pid, &st, WNOHANG) == 0, "a --private server exited after "
+							  "tieredd --drain: %s",
+		      srv_log(&s));
+	struct remote_conn *c = conn(&s);
+	ops->close(c);
+	double end = now_s() + 5;
+	pid_t r;
+	while ((r = waitpid(s.pid, &st, WNOHANG)) == 0 && now_s() < end)
+		usleep(20000);
+	ck_assert_msg(r == s.pid, "a --private server outlived its owner");
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	s.pid = 0;
+	rm_dir(s.dir);
 }
 END_TEST
 
@@ -1044,8 +1479,22 @@ START_TEST(options_refused)
 	EXPECT(2, "No such file or directory", "-s", "/nonexistent/secret");
 	EXPECT(2, "not a regular file", "-s", dir);
 	EXPECT(2, "--status --port 0", "-s", good, "--status", "-p", "0");
+	EXPECT(2, "--drain --port 0: give the port of the running server", "-s", good, "--drain",
+	       "-p", "0");
+	EXPECT(2, "--undrain --port 0", "-s", good, "--undrain", "-p", "0");
+	EXPECT(2, "--drain and --undrain: give one of them", "-s", good, "--drain", "--undrain");
+	EXPECT(2, "--status and --drain: give one of them", "-s", good, "--drain", "--status");
+	EXPECT(2, "--status, --drain and --undrain: give one of them", "-s", good, "--undrain",
+	       "--drain", "--status");
+	EXPECT(2, "--drain-timeout 5: it needs --drain", "-s", good, "--drain-timeout", "5");
+	EXPECT(2, "--drain-timeout 'soon': expected a number from 0 to 86400", "-s", good,
+	       "--drain", "--drain-timeout", "soon");
 	/* A port that nobody listens on: exit 1 with the reason. */
 	EXPECT(1, "cannot connect to 127.0.0.1:1", "-s", good, "--status", "-p", "1");
+	EXPECT(1, "tieredd: drain: cannot connect to 127.0.0.1:1", "-s", good, "--drain", "-p",
+	       "1");
+	EXPECT(1, "tieredd: undrain: cannot connect to 127.0.0.1:1", "-s", good, "--undrain", "-p",
+	       "1");
 	/* -P verbs where it cannot serve: no RDMA device, or a build without librdmacm. */
 	glob_t g;
 	bool devices = glob("/sys/class/infiniband/*", 0, NULL, &g) == 0;
@@ -1117,6 +1566,9 @@ static Suite *tieredd_suite(void)
 	tcase_add_loop_test(tc, stats_move, 0, np);
 	tcase_add_loop_test(tc, handshake_timeout, 0, 1);
 	tcase_add_loop_test(tc, max_clients, 0, 1);
+	tcase_add_loop_test(tc, drain_refuses_leases_and_tells_clients, 0, 1);
+	tcase_add_loop_test(tc, drain_malformed_refused, 0, 1);
+	tcase_add_loop_test(tc, drain_notice_to_stalled_client, 0, 1);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("program");
 	tcase_set_timeout(tc, 120);
@@ -1124,6 +1576,8 @@ static Suite *tieredd_suite(void)
 	tcase_add_test(tc, detach_and_ready_fd);
 	tcase_add_test(tc, options_refused);
 	tcase_add_test(tc, secret_fd);
+	tcase_add_loop_test(tc, drain_command, 0, 1);
+	tcase_add_loop_test(tc, drain_query_is_no_owner, 0, 1);
 	suite_add_tcase(s, tc);
 	return s;
 }
