@@ -96,6 +96,10 @@ TIERED_HIDDEN const struct conf_def g_conf_defs[] = {
 	 "blocks written back to the remote tier together"},
 	{"lease_size", CONF_SIZE, "64M", 2 << 20, 1LL << 40, NULL, 0, OFF(lease_size),
 	 "remote memory asked of a server at a time"},
+	{"replicas", CONF_INT, "1", 1, 4, NULL, 0, OFF(replicas),
+	 "copies of each evicted block, each on a different server named by remote (1 to 4); "
+	 "with 2 or more, a server that dies loses nothing: reads go to another copy and the "
+	 "lost copies are made again on the servers left"},
 	{"spawn_capacity", CONF_SIZE, "4G", 2 << 20, 1LL << 50, NULL, 0, OFF(spawn_capacity),
 	 "capacity of the tieredd that remote=spawn starts (bytes or % of physical memory)"},
 	{"spawn_provider", CONF_ENUM, "tcp", 0, 1, spawn_providers, 0, OFF(spawn_provider),

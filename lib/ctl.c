@@ -212,10 +212,41 @@ TIERED_EXPORT int tiered_ctl(const char *name, void *oldp, size_t *oldlenp, cons
 		long pid = remote_spawned_pid();
 		return out_value(name, oldp, oldlenp, &pid, sizeof pid);
 	}
+	if (strcmp(name, "remote.drain") == 0 || strcmp(name, "remote.undrain") == 0 ||
+	    strcmp(name, "remote.add") == 0) {
+		/* write-only: the value is a server's URL, as a const char * */
+		if (oldp || oldlenp)
+			return set_error(-EPERM, "%s: write-only (pass the server's URL as newp)", name);
+		if (!newp || newlen != sizeof(const char *) || !*(const char *const *)newp)
+			return set_error(-EINVAL,
+					 "%s: newp must point to a const char * naming a server, "
+					 "\"provider://host:port\"",
+					 name);
+		const char *url = *(const char *const *)newp;
+		char err[512];
+		int r = strcmp(name, "remote.add") == 0
+				 ? remote_add(url, err, sizeof err)
+				 : remote_drain(url, strcmp(name, "remote.drain") == 0, err, sizeof err);
+		return r < 0 ? set_error(r, "%s: %s", name, err) : 0;
+	}
+	if (strcmp(name, "remote.degraded_leases") == 0 || strcmp(name, "remote.lost_leases") == 0) {
+		if (newp)
+			return set_error(-EPERM, "%s: read-only", name);
+		uint64_t degraded, lost;
+		remote_copies(&degraded, &lost);
+		uint64_t v = strcmp(name, "remote.lost_leases") == 0 ? lost : degraded;
+		return out_value(name, oldp, oldlenp, &v, sizeof v);
+	}
 	static const struct {
 		const char *name;
 		_Atomic uint64_t *v;
 	} counters[] = { /* read-only uint64_t counters */
+			   {"remote.failover_reads", &g_failovers},
+			   {"remote.copies_made", &g_repairs},
+			   {"remote.copies_moved", &g_moves},
+			   {"remote.copied_bytes", &g_repair_bytes},
+			   {"remote.servers_lost", &g_servers_lost},
+			   {"remote.reconnects", &g_reconnects},
 			   {"remote.fork_children", &g_fork_children},
 			   {"remote.fork_blocks_served", &g_fork_served},
 			   {"remote.fork_blocks_pushed", &g_fork_pushed},
@@ -245,7 +276,10 @@ TIERED_EXPORT int tiered_ctl(const char *name, void *oldp, size_t *oldlenp, cons
 	return set_error(-ENOENT,
 			 "%s: unknown name: expected version, opt.<key>, stats.<tier>.<field>, "
 			 "arena.<id>.<tier>.<field>, arenas.count, tier.cxl.node, remote.state, "
-			 "remote.spawned_pid, remote.fork_children, remote.fork_blocks_served, "
+			 "remote.spawned_pid, remote.drain, remote.undrain, remote.add, "
+			 "remote.degraded_leases, remote.lost_leases, remote.failover_reads, "
+			 "remote.copies_made, remote.copies_moved, remote.copied_bytes, "
+			 "remote.servers_lost, remote.reconnects, remote.fork_children, remote.fork_blocks_served, "
 			 "remote.fork_blocks_pushed, policy.passes, policy.cpu_ns, policy.heat.tracker, "
 			 "policy.heat.events, policy.heat.probes, policy.heat.probe_hits, "
 			 "policy.heat.probe_cpu_ns or policy.run",

@@ -79,8 +79,12 @@ static int begin_locked(struct tiered_region *r, size_t i)
 	if (!blk_local(b->tier) || b->used == 0 || (b->hint & (BLK_HINT_PIN | BLK_HINT_HOT)) ||
 	    (b->state & (BLK_S_EVICTING | BLK_S_FETCHING)))
 		return E_SKIP;
-	if ((b->state & (BLK_S_CLEAN | BLK_S_WP)) == (BLK_S_CLEAN | BLK_S_WP) && b->slot) {
-		/* no write since page-in: every write would have faulted and cleared CLEAN */
+	if ((b->state & (BLK_S_CLEAN | BLK_S_WP)) == (BLK_S_CLEAN | BLK_S_WP) && b->slot &&
+	    remote_slot_live(b->slot)) {
+		/*
+		 * no write since page-in: every write would have faulted and cleared
+		 * CLEAN; and a copy can still be read (else it is written anew)
+		 */
 		uint32_t used = b->used;
 		(void)madvise((void *)base, bs, MADV_DONTNEED);
 		block_set_tier_locked(r, i, BLK_REMOTE);

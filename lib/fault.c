@@ -346,8 +346,8 @@ static _Atomic uint64_t g_fetch_errors;
 static void fatal_lost(uintptr_t addr, uint32_t slot, int err)
 {
 	tlog(LOG_ERROR,
-	     "block at %p is lost: its only copy is on memory server %s, which cannot be read "
-	     "(%s); exiting with status %d",
+	     "block at %p is lost: no copy of it can be read (the last was on memory server %s: "
+	     "%s); exiting with status %d",
 	     (void *)addr, remote_server_of(slot), strerror(-err), TIERED_EXIT_REMOTE_LOST);
 	_exit(TIERED_EXIT_REMOTE_LOST);
 }

@@ -110,6 +110,7 @@ struct tiered_conf {
 	int fork_grace_ms;		   /* a forked child borrows on demand this long (fork.c) */
 	int evict_batch;		   /* blocks written back together */
 	size_t lease_size;		   /* bytes asked of the server at a time */
+	int replicas;			   /* copies of each evicted block, on distinct servers */
 	size_t spawn_capacity;		   /* capacity of a spawned tieredd */
 	int spawn_provider;		   /* 0 tcp, 1 shm */
 	char tieredd_path[CONF_STRING_MAX]; /* spawn: the server program ("": found) */
@@ -451,7 +452,7 @@ TIERED_HIDDEN void remote_slot_free(uint32_t slot, size_t len);
 TIERED_HIDDEN int remote_slot_pin(uint32_t slot);
 TIERED_HIDDEN void remote_slot_unpin(uint32_t slot, size_t len);
 TIERED_HIDDEN bool remote_slot_pinned(uint32_t slot);
-/* Is the server holding slot still there? */
+/* Can slot be read: is a copy of it on a server that is still there? */
 TIERED_HIDDEN bool remote_slot_live(uint32_t slot);
 /* One runtime thread's transfer context: channels to every server and a staging buffer. */
 struct rio;
@@ -474,8 +475,17 @@ TIERED_HIDDEN int rio_write(struct rio *io, struct rio_item *it, size_t n,
 			    void (*done)(size_t i, void *arg), void *arg);
 TIERED_HIDDEN int rio_read(struct rio *io, struct rio_item *it, size_t n,
 			   void (*done)(size_t i, void *arg), void *arg);
-/* Printable name of the server that holds slot (for messages). */
+/* Printable name of a server that holds (or last held) slot (for messages). */
 TIERED_HIDDEN const char *remote_server_of(uint32_t slot);
+/*
+ * Operator requests (tiered_ctl): move every copy off server name (on) or
+ * stop doing so; add a server by URL (connected by the maintenance thread).
+ * 0, or a negative errno with err.
+ */
+TIERED_HIDDEN int remote_drain(const char *name, bool on, char *err, size_t errlen);
+TIERED_HIDDEN int remote_add(const char *url, char *err, size_t errlen);
+/* Lease groups holding blocks with fewer copies than wanted, and with none readable. */
+TIERED_HIDDEN void remote_copies(uint64_t *degraded, uint64_t *lost);
 /* Stats: JSON members of the "remote" object (without braces). */
 TIERED_HIDDEN void remote_stats_json(FILE *out);
 TIERED_HIDDEN void remote_stats_text(FILE *out);
@@ -487,6 +497,10 @@ TIERED_HIDDEN const char *remote_state_name(void);
 TIERED_HIDDEN unsigned remote_server_count(void);
 TIERED_HIDDEN long remote_spawned_pid(void);
 extern TIERED_HIDDEN _Atomic uint64_t g_remote_bytes_written, g_remote_bytes_read;
+/* Replication: reads served by another copy, copies made (restoring replicas), copies
+ * moved (drain, rebalance), their bytes, servers lost, (re)connects after start-up. */
+extern TIERED_HIDDEN _Atomic uint64_t g_failovers, g_repairs, g_repair_bytes, g_moves,
+	g_reconnects, g_servers_lost;
 
 /* ==== lib/fault.c: userfaultfd ============================================= */
 /* Process exit status when a block's only copy is lost with its server. */

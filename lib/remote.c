@@ -36,49 +36,105 @@
 
 #include "internal.h"
 #include "remote.h"
+#include "remote_ctl.h"
 
 extern char **environ;
 
 #define MAX_SERVERS 16
 #define MAX_LEASES 65536
 #define SLOT_PAGE_SHIFT 12
+#define MAX_REPLICAS 4 /* the largest value of the replicas tunable */
+#define MAX_MEMBERS 8  /* of a lease group: replicas, one filling, retiring ones */
 
 enum { RS_IDLE = 0, RS_UP = 1, RS_OFF = 2 };
 
-struct server {
-	const struct remote_ops *ops; /* the backend of its URL scheme */
+/*
+ * One connection to a server.  A server has one current connection; after
+ * a reconnect the old one stays until the last transfer context closes its
+ * channel on it (chans, under g_conn_lock), then it is closed and freed.
+ */
+struct sconn {
+	const struct remote_ops *ops;
 	struct remote_conn *conn;
+	int chans;	     /* rio channels open on it; g_conn_lock */
+	struct sconn *next;  /* the server's retired connections */
+};
+
+struct server {
+	struct remote_target t; /* for reconnects */
+	const struct remote_ops *ops; /* the backend of its URL scheme */
+	struct sconn *_Atomic cur;    /* current connection (NULL before the first) */
+	struct sconn *retired;	      /* old connections with channels still open */
 	char name[REMOTE_HOST_MAX + 32];
-	bool full;	     /* refused a lease: no more from this one */
+	uint64_t hash;	     /* of name: rendezvous placement */
+	_Atomic int64_t full_until; /* refused a lease: none asked of it until then (ns) */
 	_Atomic bool dead;   /* control connection gone */
+	_Atomic bool swept;  /* since it died, its members are retired: it may reconnect */
+	_Atomic bool draining; /* announced by the server (tieredd --drain) */
+	_Atomic bool local_drain; /* asked through tiered_ctl remote.drain */
+	int64_t retry_at;    /* ns: next reconnect attempt */
+	int retry_ms;
+	_Atomic unsigned members; /* READY or FILLING members on it (changed under g_pass_lock) */
+};
+
+/*
+ * A lease group: the same range of pages held by up to `replicas` leases on
+ * distinct servers (its members).  A slot is one offset in every member, so
+ * a block keeps its slot id whatever happens to its copies.  Member states:
+ * READY (every used page is current: reads may use it), FILLING (being
+ * copied from a READY member: writes go to it too, reads do not), RETIRING
+ * (no longer used: released at its server once no read can be on it).
+ * Members change only under g_pass_lock (tierd_lock_passes), which also
+ * serialises every write; readers pick a READY member with readers raised.
+ */
+enum { M_NONE = 0, M_FILLING = 1, M_READY = 2, M_RETIRING = 3 };
+
+struct member {
+	_Atomic uint8_t state;
+	uint8_t server;
+	bool release; /* RETIRING: give the lease back (its server is alive) */
+	struct remote_lease l;
 };
 
 struct lease {
-	struct remote_lease l;
-	unsigned server;
+	struct member m[MAX_MEMBERS];
+	_Atomic unsigned readers; /* reads in flight on a member picked from m */
 	size_t free_pages;
 	uint64_t *bits; /* 1 = used */
 	/* fork: slots a forked child may still read (by first page); freed when unpinned */
 	uint16_t *pins;
 	uint64_t *deferred;
+	uint8_t lost_from; /* the server whose death took its last copy */
 };
 
 static struct {
-	pthread_mutex_t lock; /* start-up, lease table growth */
+	pthread_mutex_t lock; /* start-up, lease table growth, server table growth */
 	_Atomic int state;
 	struct server srv[MAX_SERVERS];
-	unsigned nsrv;
+	_Atomic unsigned nsrv;
 	size_t ppl;	     /* pages per lease */
 	struct lease *leases; /* MAX_LEASES entries, mmap'ed */
 	_Atomic unsigned nleases;
 	pid_t spawned;	     /* tieredd we started, or 0 */
 	pid_t owner;	     /* pid of the process that brought it up */
-	bool full_warned;
-	uint64_t leased;
-} g_rem = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	bool full_warned, short_warned;
+	_Atomic uint64_t leased; /* bytes of member leases held */
+	unsigned char secret[REMOTE_SECRET_MAX]; /* kept for reconnects */
+	size_t slen;
+	/* the maintenance thread's work (lib/remote.c, remote_main) */
+	long work;	     /* group being filled, or -1 */
+	int work_fill, work_replace; /* member indexes: the filling one, the one it replaces (-1) */
+	size_t work_cursor;  /* pages of the work group copied so far */
+	struct rio *mio;     /* the maintenance thread's transfers */
+	_Atomic unsigned retiring;
+} g_rem = {.lock = PTHREAD_MUTEX_INITIALIZER, .work = -1};
 
 static pthread_mutex_t g_slot_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t g_conn_lock = PTHREAD_MUTEX_INITIALIZER; /* sconn chans, retirement */
 TIERED_HIDDEN _Atomic uint64_t g_remote_bytes_written, g_remote_bytes_read;
+/* replication figures (remote_stats_json) */
+TIERED_HIDDEN _Atomic uint64_t g_failovers, g_repairs, g_repair_bytes, g_moves, g_reconnects,
+	g_servers_lost;
 
 /* ---- the `remote` value ------------------------------------------------- */
 
@@ -313,19 +369,67 @@ const struct remote_ops *remote_ops_of(const char *scheme)
 	return strcmp(scheme, "verbs") == 0 ? &remote_verbs_ops : &remote_fabric_ops;
 }
 
-static int connect_one(const struct remote_target *t, const unsigned char *secret, size_t slen)
+/* fnv -- FNV-1a of a string: a server's name, for rendezvous placement */
+static uint64_t fnv(const char *s)
 {
-	char err[512];
-	struct server *s = &g_rem.srv[g_rem.nsrv];
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+	return h;
+}
+
+/* add_server -- a new entry for t, not connected yet; its index or -1 */
+static int add_server(const struct remote_target *t)
+{
+	unsigned n = ATOMIC_LOAD_RELAXED(&g_rem.nsrv);
+	if (n >= MAX_SERVERS)
+		return -1;
+	struct server *s = &g_rem.srv[n];
+	memset(s, 0, sizeof *s);
+	s->t = *t;
 	snprintf(s->name, sizeof s->name, "%s://%s:%u", t->provider, t->host, t->port);
 	s->ops = remote_ops_of(t->provider);
-	int rc = s->ops->connect(t, secret, slen, &s->conn, err, sizeof err);
+	s->hash = fnv(s->name);
+	atomic_init(&s->dead, true);
+	atomic_init(&s->swept, true);
+	ATOMIC_STORE_RELEASE(&g_rem.nsrv, n + 1);
+	return (int)n;
+}
+
+/*
+ * connect_server -- (re)connect server i; on success it is live again.  Its
+ * previous connection, if any, is retired (closed once no channel is on it).
+ * Maintenance thread, or bring-up.
+ */
+static int connect_server(unsigned i, bool quiet)
+{
+	char err[512];
+	struct server *s = &g_rem.srv[i];
+	struct sconn *sc = calloc(1, sizeof *sc);
+	if (!sc)
+		return -ENOMEM;
+	sc->ops = s->ops;
+	int rc = s->ops->connect(&s->t, g_rem.secret, g_rem.slen, &sc->conn, err, sizeof err);
 	if (rc < 0) {
-		tlog(LOG_WARN, "remote tier %s: %s", s->name, err);
+		free(sc);
+		if (!quiet)
+			tlog(LOG_WARN, "remote tier %s: %s", s->name, err);
 		return rc;
 	}
-	g_rem.nsrv++;
-	tlog(LOG_INFO, "remote tier: connected to %s", s->name);
+	pthread_mutex_lock(&g_conn_lock);
+	struct sconn *old = ATOMIC_LOAD_RELAXED(&s->cur);
+	if (old) {
+		old->next = s->retired;
+		s->retired = old;
+	}
+	ATOMIC_STORE_RELEASE(&s->cur, sc);
+	pthread_mutex_unlock(&g_conn_lock);
+	ATOMIC_STORE_RELAXED(&s->full_until, 0);
+	struct remote_ctl *ctl = s->ops->ctl(sc->conn);
+	ATOMIC_STORE_RELAXED(&s->draining, ctl && atomic_load(&ctl->draining));
+	ATOMIC_STORE_RELAXED(&s->swept, false);
+	ATOMIC_STORE_RELEASE(&s->dead, false);
+	s->retry_ms = 0;
 	return 0;
 }
 
@@ -333,6 +437,28 @@ static void give_up(const char *why)
 {
 	tlog(LOG_WARN, "running without a remote tier: %s", why);
 	ATOMIC_STORE_RELEASE(&g_rem.state, RS_OFF);
+}
+
+static void *remote_main(void *arg);
+
+/* live_conn -- server s's current connection while it is live, else NULL */
+static struct sconn *live_conn(unsigned s)
+{
+	if (ATOMIC_LOAD_ACQUIRE(&g_rem.srv[s].dead))
+		return NULL;
+	return ATOMIC_LOAD_ACQUIRE(&g_rem.srv[s].cur);
+}
+
+static bool srv_live(unsigned s)
+{
+	return !ATOMIC_LOAD_ACQUIRE(&g_rem.srv[s].dead);
+}
+
+/* srv_draining -- blocks are to leave s (announced by it, or asked here) */
+static bool srv_draining(unsigned s)
+{
+	return ATOMIC_LOAD_RELAXED(&g_rem.srv[s].draining) ||
+	       ATOMIC_LOAD_RELAXED(&g_rem.srv[s].local_drain);
 }
 
 /* remote_ensure -- bring the remote tier up once; 0 when it is up */
@@ -364,21 +490,22 @@ int remote_ensure(void)
 		give_up("out of memory for the lease table");
 		goto out;
 	}
-	unsigned char secret[REMOTE_SECRET_MAX];
-	size_t slen = 0;
+	unsigned up = 0;
 	if (strcmp(g_conf.remote, "spawn") == 0) {
 		struct remote_target t;
-		if (spawn(&t, secret, &slen, why, sizeof why) < 0) {
+		if (spawn(&t, g_rem.secret, &g_rem.slen, why, sizeof why) < 0) {
 			give_up(why);
 			goto out;
 		}
-		if (connect_one(&t, secret, slen) < 0) {
+		int i = add_server(&t);
+		if (i < 0 || connect_server((unsigned)i, false) < 0) {
 			give_up("the spawned tieredd cannot be reached");
 			kill(g_rem.spawned, SIGTERM);
 			goto out;
 		}
+		up = 1;
 	} else {
-		if (read_secret(g_conf.secret_file, secret, &slen, why, sizeof why) < 0) {
+		if (read_secret(g_conf.secret_file, g_rem.secret, &g_rem.slen, why, sizeof why) < 0) {
 			give_up(why);
 			goto out;
 		}
@@ -389,16 +516,23 @@ int remote_ensure(void)
 			size_t l = semi ? (size_t)(semi - (s + i)) : len - i;
 			struct remote_target t;
 			char e[256];
-			if (remote_parse_target(s + i, l, &t, e, sizeof e) == 0)
-				(void)connect_one(&t, secret, slen);
+			int k;
+			if (remote_parse_target(s + i, l, &t, e, sizeof e) == 0 &&
+			    (k = add_server(&t)) >= 0 && connect_server((unsigned)k, false) == 0) {
+				up++;
+				tlog(LOG_INFO, "remote tier: connected to %s", g_rem.srv[k].name);
+			}
 			i += l + 1;
 		}
-		if (g_rem.nsrv == 0) {
+		/* the ones not reached now are tried again by the maintenance thread */
+		if (up == 0) {
 			give_up("no memory server could be reached");
 			goto out;
 		}
 	}
-	memset(secret, 0, sizeof secret);
+	if (CONF_LOAD(g_conf.replicas) > (int)g_rem.nsrv)
+		tlog(LOG_WARN, "replicas=%d but remote names %u server(s): blocks get %u cop%s",
+		     CONF_LOAD(g_conf.replicas), g_rem.nsrv, g_rem.nsrv, g_rem.nsrv == 1 ? "y" : "ies");
 	rc = fault_start_threads();
 	if (rc < 0) {
 		give_up("cannot start the fault threads");
@@ -406,8 +540,12 @@ int remote_ensure(void)
 	}
 	g_rem.owner = getpid();
 	ATOMIC_STORE_RELEASE(&g_rem.state, RS_UP);
-	tlog(LOG_INFO, "remote tier up: %u server(s), first %s%s", g_rem.nsrv, g_rem.srv[0].name,
-	     g_rem.spawned ? " (spawned)" : "");
+	if (runtime_thread_start(remote_main, NULL, "tiered-remote") != 0)
+		tlog(LOG_WARN, "cannot start the remote maintenance thread: lost copies are not "
+			       "restored and drains are not followed");
+	tlog(LOG_INFO, "remote tier up: %u of %u server(s), first %s%s, replicas %d", up,
+	     g_rem.nsrv, g_rem.srv[0].name, g_rem.spawned ? " (spawned)" : "",
+	     CONF_LOAD(g_conf.replicas));
 	rc = 0;
 out:
 	pthread_mutex_unlock(&g_rem.lock);
@@ -436,9 +574,11 @@ void remote_report(void)
 	if (w == last_w && r == last_r)
 		return;
 	last_w = w, last_r = r;
-	for (unsigned s = 0; s < g_rem.nsrv; s++)
-		if (!ATOMIC_LOAD_RELAXED(&g_rem.srv[s].dead))
-			(void)g_rem.srv[s].ops->report(g_rem.srv[s].conn, w, r);
+	for (unsigned s = 0; s < ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv); s++) {
+		struct sconn *sc = live_conn(s);
+		if (sc)
+			(void)rctl_report(sc->ops->ctl(sc->conn), w, r);
+	}
 }
 
 /* remote_forked_child -- the connection belongs to the parent: no remote tier here */
@@ -446,11 +586,12 @@ void remote_forked_child(void)
 {
 	pthread_mutex_init(&g_rem.lock, NULL);
 	pthread_mutex_init(&g_slot_lock, NULL);
+	pthread_mutex_init(&g_conn_lock, NULL);
 	if (ATOMIC_LOAD_RELAXED(&g_rem.state) == RS_UP)
 		ATOMIC_STORE_RELAXED(&g_rem.state, RS_OFF);
 }
 
-/* ---- slots ------------------------------------------------------------------ */
+/* ---- lease groups and slots ------------------------------------------------------ */
 
 /* take_run -- find and mark n free pages aligned to n in lease l; page index or -1 */
 static long take_run(struct lease *l, size_t n, size_t ppl)
@@ -476,107 +617,277 @@ static long take_run(struct lease *l, size_t n, size_t ppl)
 	return -1;
 }
 
+static int replicas(void)
+{
+	int r = CONF_LOAD(g_conf.replicas);
+	return r < 1 ? 1 : r > MAX_REPLICAS ? MAX_REPLICAS : r;
+}
+
+static uint8_t mstate(const struct lease *g, int j)
+{
+	return ATOMIC_LOAD_ACQUIRE(&g->m[j].state);
+}
+
+/* healthy -- copies of g that count toward `replicas`: READY on a live server not draining */
+static unsigned healthy(const struct lease *g)
+{
+	unsigned n = 0;
+	for (int j = 0; j < MAX_MEMBERS; j++)
+		if (mstate(g, j) == M_READY && srv_live(g->m[j].server) &&
+		    !srv_draining(g->m[j].server))
+			n++;
+	return n;
+}
+
+/* readable -- copies a read may use: READY on a live server (draining or not) */
+static unsigned readable(const struct lease *g)
+{
+	unsigned n = 0;
+	for (int j = 0; j < MAX_MEMBERS; j++)
+		if (mstate(g, j) == M_READY && srv_live(g->m[j].server))
+			n++;
+	return n;
+}
+
+/* usable -- may a new copy go to server s now: live, not draining, not known full? */
+static bool usable(unsigned s, int64_t now)
+{
+	return srv_live(s) && !srv_draining(s) &&
+	       now >= ATOMIC_LOAD_RELAXED(&g_rem.srv[s].full_until);
+}
+
 /*
- * server_down -- server s stopped answering: place nothing more there (new
- * leases and new evictions fail over to the servers that remain).  Blocks it
- * holds the only copy of fail loudly when touched.  Said once per server.
+ * copies_wanted -- how many copies a group should have: replicas, or as
+ * many servers as are live and not draining (now: only those not known
+ * full either, for where new blocks may go; 0: all of them, for the copies
+ * the maintenance thread should make).
+ */
+static unsigned copies_wanted(int64_t now)
+{
+	unsigned n = 0, ns = ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv);
+	for (unsigned s = 0; s < ns; s++)
+		n += now ? usable(s, now) : srv_live(s) && !srv_draining(s);
+	unsigned r = (unsigned)replicas();
+	return n < r ? n : r;
+}
+
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+/*
+ * pick_server -- where a new copy of group k goes: among the usable servers
+ * that hold no member of it (and not in skip), the one of highest
+ * rendezvous score hash(server, k).  Stable (a group's servers do not depend
+ * on the others') and even.  -1 when there is none.
+ */
+static int pick_server(const struct lease *g, size_t k, unsigned skip, int64_t now)
+{
+	int best = -1;
+	uint64_t best_score = 0;
+	unsigned ns = ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv);
+	for (unsigned s = 0; s < ns; s++) {
+		if ((skip & (1u << s)) || !usable(s, now))
+			continue;
+		bool holds = false;
+		for (int j = 0; j < MAX_MEMBERS && !holds; j++)
+			holds = mstate(g, j) != M_NONE && g->m[j].server == s;
+		if (holds)
+			continue;
+		uint64_t score = mix64(g_rem.srv[s].hash ^ ((uint64_t)(k + 1) * 0x9e3779b97f4a7c15ULL));
+		if (best < 0 || score > best_score)
+			best = (int)s, best_score = score;
+	}
+	return best;
+}
+
+/*
+ * server_down -- server s stopped answering: place nothing more there.  Its
+ * copies are retired by the maintenance thread (sweep), reads go to the
+ * other copies, and blocks it held the only copy of fail loudly when
+ * touched.  Said once per death.
  */
 static void server_down(unsigned s)
 {
-	bool was = atomic_exchange_explicit(&g_rem.srv[s].dead, true, memory_order_relaxed);
+	bool was = atomic_exchange_explicit(&g_rem.srv[s].dead, true, memory_order_acq_rel);
 	if (was)
 		return;
+	ATOMIC_ADD_RELAXED(&g_servers_lost, 1);
 	TRACE(server_down, s, g_rem.srv[s].name);
-	tlog(LOG_WARN, "memory server %s is gone: no more blocks go there", g_rem.srv[s].name);
+	if (replicas() > 1)
+		tlog(LOG_WARN, "memory server %s is gone: reads go to the other copies, and the "
+			       "blocks it held are copied again",
+		     g_rem.srv[s].name);
+	else
+		tlog(LOG_WARN, "memory server %s is gone: no more blocks go there", g_rem.srv[s].name);
 }
 
-static int new_lease(char *err, size_t errlen)
+/*
+ * add_member -- lease lease_size bytes from server s as a new member of g in
+ * state st.  Its index, or a negative errno with err.  g_pass_lock held.
+ */
+static int add_member(struct lease *g, unsigned s, uint8_t st, char *err, size_t errlen)
+{
+	struct server *sv = &g_rem.srv[s];
+	int j = 0;
+	while (j < MAX_MEMBERS && mstate(g, j) != M_NONE)
+		j++;
+	if (j == MAX_MEMBERS) {
+		snprintf(err, errlen, "a lease group has no free member entry");
+		return -ENOSPC;
+	}
+	struct sconn *sc = live_conn(s);
+	struct remote_ctl *ctl = sc ? sc->ops->ctl(sc->conn) : NULL;
+	if (!ctl) {
+		snprintf(err, errlen, "%s is not connected", sv->name);
+		return -ECONNRESET;
+	}
+	struct remote_lease rl;
+	int rc = rctl_lease(ctl, g_conf.lease_size, &rl, err, errlen);
+	if (rc == -ENOSPC || rc == -ESHUTDOWN) {
+		/* asked again later: leases come back */
+		ATOMIC_STORE_RELAXED(&sv->full_until, (int64_t)mono_ns() + 5000000000LL);
+		if (rc == -ESHUTDOWN)
+			ATOMIC_STORE_RELAXED(&sv->draining, true);
+		return rc;
+	}
+	if (rc < 0) {
+		if (rctl_check(ctl) < 0)
+			server_down(s);
+		return rc;
+	}
+	g->m[j].server = (uint8_t)s;
+	g->m[j].l = rl;
+	g->m[j].release = false;
+	ATOMIC_STORE_RELEASE(&g->m[j].state, st);
+	ATOMIC_ADD_RELAXED(&g_rem.leased, rl.len);
+	ATOMIC_ADD_RELAXED(&sv->members, 1);
+	tlog(LOG_DEBUG, "lease %llu of %s: %llu bytes, member %d of group %td",
+	     (unsigned long long)rl.id, sv->name, (unsigned long long)rl.len, j, g - g_rem.leases);
+	return j;
+}
+
+/*
+ * retire -- member j of g is no longer used; its lease is given back (when
+ * release: the server is alive) once no read can be on it.  g_pass_lock held.
+ */
+static void retire(struct lease *g, int j, bool release)
+{
+	uint8_t st = mstate(g, j);
+	if (st != M_READY && st != M_FILLING)
+		return;
+	g->m[j].release = release;
+	atomic_store(&g->m[j].state, M_RETIRING); /* seq_cst: ordered before readers is read */
+	ATOMIC_SUB_RELAXED(&g_rem.srv[g->m[j].server].members, 1);
+	ATOMIC_ADD_RELAXED(&g_rem.retiring, 1);
+}
+
+/*
+ * new_group -- a new lease group: a lease from each of copies_wanted()
+ * servers chosen by pick_server.  g_pass_lock and g_rem.lock held.
+ */
+static int new_group(char *err, size_t errlen)
 {
 	unsigned k = ATOMIC_LOAD_RELAXED(&g_rem.nleases);
 	if (k >= MAX_LEASES) {
 		snprintf(err, errlen, "%u leases: the lease table is full", k);
 		return -ENOSPC;
 	}
-	for (unsigned s = 0; s < g_rem.nsrv; s++) {
-		struct server *sv = &g_rem.srv[s];
-		if (sv->full || sv->dead)
-			continue;
-		struct remote_lease rl;
-		int rc = sv->ops->lease(sv->conn, g_conf.lease_size, &rl, err, errlen);
-		if (rc == -ENOSPC) {
-			sv->full = true;
-			continue;
-		}
-		if (rc < 0) {
-			if (sv->ops->check(sv->conn) < 0)
-				server_down(s);
-			continue;
-		}
-		if (rl.len < g_conf.lease_size) {
-			(void)sv->ops->release(sv->conn, rl.id);
-			snprintf(err, errlen, "%s granted %llu bytes, asked %zu", sv->name,
-				 (unsigned long long)rl.len, g_conf.lease_size);
-			continue;
-		}
-		size_t words = (g_rem.ppl + 63) / 64;
-		uint64_t *bits = mmap(NULL, words * 8, PROT_READ | PROT_WRITE,
-				      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (bits == MAP_FAILED) {
-			(void)sv->ops->release(sv->conn, rl.id);
-			return -ENOMEM;
-		}
-		struct lease *l = &g_rem.leases[k];
-		l->l = rl;
-		l->server = s;
-		l->bits = bits;
-		l->free_pages = g_rem.ppl;
-		g_rem.leased += rl.len;
-		ATOMIC_STORE_RELEASE(&g_rem.nleases, k + 1);
-		tlog(LOG_DEBUG, "lease %u from %s: %llu bytes", k, sv->name,
-		     (unsigned long long)rl.len);
-		return 0;
+	struct lease *g = &g_rem.leases[k];
+	size_t words = (g_rem.ppl + 63) / 64;
+	uint64_t *bits = mmap(NULL, words * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			      -1, 0);
+	if (bits == MAP_FAILED)
+		return -ENOMEM;
+	int64_t now = (int64_t)mono_ns();
+	unsigned want = (unsigned)replicas(), got = 0, tried = 0;
+	while (got < want) {
+		int s = pick_server(g, k, tried, now);
+		if (s < 0)
+			break;
+		tried |= 1u << s;
+		if (add_member(g, (unsigned)s, M_READY, err, errlen) >= 0)
+			got++;
 	}
+	if (got == 0) {
+		munmap(bits, words * 8);
+		return -ENOSPC;
+	}
+	if (got < want && !g_rem.short_warned) {
+		g_rem.short_warned = true;
+		tlog(LOG_WARN, "replicas=%u but only %u server(s) take leases now: new blocks get %u "
+			       "cop%s until more are up, then are copied again",
+		     want, got, got, got == 1 ? "y" : "ies");
+	}
+	g->bits = bits;
+	g->free_pages = g_rem.ppl;
+	ATOMIC_STORE_RELEASE(&g_rem.nleases, k + 1);
+	return 0;
+}
+
+/* draining_member -- does g have a READY member on a draining server? */
+static bool draining_member(const struct lease *g)
+{
+	for (int j = 0; j < MAX_MEMBERS; j++)
+		if (mstate(g, j) == M_READY && srv_draining(g->m[j].server))
+			return true;
+	return false;
+}
+
+/* alloc_in -- a run of n pages in a group with at least min_copies healthy copies */
+static int alloc_in(size_t n, unsigned min_copies, bool no_drain, uint32_t *slot)
+{
+	pthread_mutex_lock(&g_slot_lock);
+	unsigned nl = ATOMIC_LOAD_ACQUIRE(&g_rem.nleases);
+	for (unsigned k = nl; k-- > 0;) {
+		struct lease *g = &g_rem.leases[k];
+		if (g->free_pages < n || healthy(g) < min_copies || (no_drain && draining_member(g)))
+			continue;
+		long p = take_run(g, n, g_rem.ppl);
+		if (p >= 0) {
+			pthread_mutex_unlock(&g_slot_lock);
+			*slot = (uint32_t)((size_t)k * g_rem.ppl + (size_t)p) + 1;
+			return 0;
+		}
+	}
+	pthread_mutex_unlock(&g_slot_lock);
 	return -ENOSPC;
 }
 
+/*
+ * remote_slot_alloc -- a slot in a group with every copy it should have; a
+ * new group when none has room; a group with fewer copies (still at least
+ * one) only when no new group can be had.  Writers hold g_pass_lock.
+ */
 int remote_slot_alloc(size_t len, uint32_t *slot)
 {
 	size_t n = len >> SLOT_PAGE_SHIFT;
 	if (!remote_is_up() || n == 0 || (n & (n - 1)) || n > g_rem.ppl)
 		return -EINVAL;
-	for (int attempt = 0; attempt < 2; attempt++) {
-		pthread_mutex_lock(&g_slot_lock);
-		unsigned nl = ATOMIC_LOAD_ACQUIRE(&g_rem.nleases);
-		for (unsigned k = nl; k-- > 0;) {
-			struct lease *l = &g_rem.leases[k];
-			if (g_rem.srv[l->server].dead)
-				continue;
-			long p = take_run(l, n, g_rem.ppl);
-			if (p >= 0) {
-				pthread_mutex_unlock(&g_slot_lock);
-				*slot = (uint32_t)((size_t)k * g_rem.ppl + (size_t)p) + 1;
-				return 0;
-			}
-		}
-		pthread_mutex_unlock(&g_slot_lock);
-		if (attempt)
-			break;
-		char err[512] = "";
-		pthread_mutex_lock(&g_rem.lock);
-		int rc = new_lease(err, sizeof err);
-		bool warn = rc < 0 && !g_rem.full_warned;
-		if (warn)
-			g_rem.full_warned = true;
-		pthread_mutex_unlock(&g_rem.lock);
-		if (rc < 0) {
-			if (warn)
-				tlog(LOG_WARN,
-				     "remote tier full (%s%s%llu bytes leased): blocks stay local over "
-				     "budget",
-				     err, err[0] ? "; " : "", (unsigned long long)g_rem.leased);
-			return -ENOSPC;
-		}
-	}
+	unsigned want = copies_wanted((int64_t)mono_ns());
+	if (want == 0)
+		want = 1;
+	if (alloc_in(n, want, true, slot) == 0)
+		return 0;
+	char err[512] = "";
+	pthread_mutex_lock(&g_rem.lock);
+	int rc = new_group(err, sizeof err);
+	bool warn = rc < 0 && !g_rem.full_warned;
+	if (warn)
+		g_rem.full_warned = true;
+	pthread_mutex_unlock(&g_rem.lock);
+	if (rc == 0 && alloc_in(n, 1, true, slot) == 0)
+		return 0;
+	if (alloc_in(n, 1, false, slot) == 0)
+		return 0;
+	if (warn)
+		tlog(LOG_WARN, "remote tier full (%s%s%llu bytes leased): blocks stay local over budget",
+		     err, err[0] ? "; " : "", (unsigned long long)ATOMIC_LOAD_RELAXED(&g_rem.leased));
 	return -ENOSPC;
 }
 
@@ -594,7 +905,7 @@ static struct lease *lease_of(uint32_t slot, size_t *p)
 	if (slot == 0 || !g_rem.leases)
 		return NULL;
 	size_t page = slot - 1, k = page / g_rem.ppl;
-	if (k >= ATOMIC_LOAD_RELAXED(&g_rem.nleases))
+	if (k >= ATOMIC_LOAD_ACQUIRE(&g_rem.nleases))
 		return NULL;
 	*p = page % g_rem.ppl;
 	return &g_rem.leases[k];
@@ -658,37 +969,30 @@ bool remote_slot_pinned(uint32_t slot)
 	return pinned;
 }
 
-/* server_of_slot -- index of the server holding slot, or -1 */
-static int server_of_slot(uint32_t slot)
-{
-	size_t k = slot ? (slot - 1) / g_rem.ppl : 0;
-	if (slot == 0 || !g_rem.leases || k >= ATOMIC_LOAD_ACQUIRE(&g_rem.nleases))
-		return -1;
-	return (int)g_rem.leases[k].server;
-}
-
+/* remote_slot_live -- can slot be read: a READY copy on a live server? */
 bool remote_slot_live(uint32_t slot)
 {
-	int s = server_of_slot(slot);
-	return s >= 0 && !ATOMIC_LOAD_RELAXED(&g_rem.srv[s].dead);
+	size_t p;
+	const struct lease *g = lease_of(slot, &p);
+	return g && readable(g) > 0;
 }
 
-/* note_failure -- a transfer to slot's server failed: is the server gone? */
-static void note_failure(uint32_t slot)
-{
-	int s = server_of_slot(slot);
-	if (s < 0 || ATOMIC_LOAD_RELAXED(&g_rem.srv[s].dead))
-		return;
-	if (g_rem.srv[s].ops->check(g_rem.srv[s].conn) < 0)
-		server_down((unsigned)s);
-}
-
+/* remote_server_of -- a server that holds (or last held) slot, for messages */
 const char *remote_server_of(uint32_t slot)
 {
-	size_t k = (slot - 1) / g_rem.ppl;
-	if (slot == 0 || k >= ATOMIC_LOAD_RELAXED(&g_rem.nleases))
+	size_t p;
+	const struct lease *g = lease_of(slot, &p);
+	if (!g)
 		return "?";
-	return g_rem.srv[g_rem.leases[k].server].name;
+	int any = -1;
+	for (int j = 0; j < MAX_MEMBERS; j++) {
+		uint8_t st = mstate(g, j);
+		if (st == M_READY && srv_live(g->m[j].server))
+			return g_rem.srv[g->m[j].server].name;
+		if (st != M_NONE && any < 0)
+			any = j;
+	}
+	return any >= 0 ? g_rem.srv[g->m[any].server].name : g_rem.srv[g->lost_from].name;
 }
 
 /* ---- transfers ------------------------------------------------------------------ */
@@ -696,8 +1000,8 @@ const char *remote_server_of(uint32_t slot)
 struct rio {
 	char *buf;
 	size_t len;
-	unsigned nch;
 	struct remote_chan *ch[MAX_SERVERS];
+	struct sconn *sc[MAX_SERVERS]; /* the connection ch[s] is on */
 	void *desc[MAX_SERVERS], *handle[MAX_SERVERS];
 };
 
@@ -721,21 +1025,50 @@ void *rio_buf(struct rio *io)
 	return io->buf;
 }
 
-/* chan -- io's channel to server s, opened on first use */
+/* chan_drop -- close io's channel to server s (its connection may then be freed) */
+static void chan_drop(struct rio *io, unsigned s)
+{
+	struct sconn *sc = io->sc[s];
+	if (!sc)
+		return;
+	sc->ops->chan_close(io->ch[s]);
+	sc->ops->dereg(io->handle[s]);
+	io->ch[s] = NULL;
+	io->handle[s] = NULL;
+	io->sc[s] = NULL;
+	pthread_mutex_lock(&g_conn_lock);
+	sc->chans--;
+	pthread_mutex_unlock(&g_conn_lock);
+}
+
+/* chan -- io's channel to server s on its current connection, opened on first use */
 static struct remote_chan *chan(struct rio *io, unsigned s)
 {
-	if (io->ch[s])
+	struct sconn *cur = ATOMIC_LOAD_ACQUIRE(&g_rem.srv[s].cur);
+	if (io->sc[s] && io->sc[s] == cur)
 		return io->ch[s];
-	struct remote_conn *c = g_rem.srv[s].conn;
-	const struct remote_ops *ops = g_rem.srv[s].ops;
-	if (ops->reg(c, io->buf, io->len, &io->desc[s], &io->handle[s]) < 0)
+	chan_drop(io, s); /* on a connection that was replaced */
+	if (!srv_live(s))
 		return NULL;
-	if (ops->chan_open(c, &io->ch[s]) < 0) {
-		ops->dereg(io->handle[s]);
+	pthread_mutex_lock(&g_conn_lock);
+	cur = ATOMIC_LOAD_RELAXED(&g_rem.srv[s].cur);
+	if (cur)
+		cur->chans++;
+	pthread_mutex_unlock(&g_conn_lock);
+	if (!cur)
+		return NULL;
+	if (cur->ops->reg(cur->conn, io->buf, io->len, &io->desc[s], &io->handle[s]) == 0) {
+		if (cur->ops->chan_open(cur->conn, &io->ch[s]) == 0) {
+			io->sc[s] = cur;
+			return io->ch[s];
+		}
+		cur->ops->dereg(io->handle[s]);
 		io->handle[s] = NULL;
-		return NULL;
 	}
-	return io->ch[s];
+	pthread_mutex_lock(&g_conn_lock);
+	cur->chans--;
+	pthread_mutex_unlock(&g_conn_lock);
+	return NULL;
 }
 
 /*
@@ -745,19 +1078,38 @@ static struct remote_chan *chan(struct rio *io, unsigned s)
  */
 void rio_warm(struct rio *io)
 {
-	for (unsigned s = 0; s < g_rem.nsrv; s++)
-		if (!ATOMIC_LOAD_RELAXED(&g_rem.srv[s].dead))
+	for (unsigned s = 0; s < ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv); s++)
+		if (srv_live(s))
 			(void)chan(io, s);
 }
 
 #define RIO_TIMEOUT_MS 10000
 
+/* One RMA transfer to one server: an item's copy, or a piece of a lease copy. */
+struct xop {
+	size_t item; /* the caller's */
+	unsigned srv;
+	uint64_t raddr, key;
+	size_t off, len; /* in the staging buffer */
+	int status;	 /* 1 while pending */
+};
+
+/* note_failure -- a transfer to server s failed: is the server gone? */
+static void note_failure(unsigned s)
+{
+	if (!srv_live(s))
+		return;
+	struct sconn *sc = ATOMIC_LOAD_ACQUIRE(&g_rem.srv[s].cur);
+	if (!sc || sc->ops->check(sc->conn) < 0)
+		server_down(s);
+}
+
 /*
- * xfer -- post every item (as many at once as the channels take), reap
- * completions, call done for each.  An item whose server is gone, or that
+ * xfer -- post every op (as many at once as the channels take), reap
+ * completions, call done for each.  An op whose server is gone, or that
  * does not complete in RIO_TIMEOUT_MS, fails with -ETIMEDOUT/-ECONNRESET.
  */
-static int xfer(struct rio *io, struct rio_item *it, size_t n, bool write,
+static int xfer(struct rio *io, struct xop *x, size_t n, bool write,
 		void (*done)(size_t, void *), void *arg)
 {
 	size_t posted = 0, completed = 0;
@@ -766,41 +1118,35 @@ static int xfer(struct rio *io, struct rio_item *it, size_t n, bool write,
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (size_t i = 0; i < n; i++)
-		it[i].status = 1; /* pending */
+		x[i].status = 1; /* pending */
 	while (completed < n) {
 		/* post what fits */
 		while (posted < n) {
-			struct rio_item *x = &it[posted];
-			size_t page = x->slot - 1, k = page / g_rem.ppl;
+			struct xop *o = &x[posted];
+			struct remote_chan *ch = chan(io, o->srv);
+			struct remote_io rio = {
+				.buf = io->buf + o->off,
+				.desc = io->desc[o->srv],
+				.len = o->len,
+				.raddr = o->raddr,
+				.key = o->key,
+				.ctx = (void *)(uintptr_t)(posted + 1),
+			};
 			int rc;
-			if (x->slot == 0 || k >= ATOMIC_LOAD_ACQUIRE(&g_rem.nleases)) {
-				rc = -EINVAL;
-			} else {
-				struct lease *l = &g_rem.leases[k];
-				struct remote_chan *ch = chan(io, l->server);
-				struct remote_io rio = {
-					.buf = io->buf + x->off,
-					.desc = io->desc[l->server],
-					.len = x->len,
-					.raddr = l->l.raddr + ((page % g_rem.ppl) << SLOT_PAGE_SHIFT),
-					.key = l->l.key,
-					.ctx = (void *)(uintptr_t)(posted + 1),
-				};
-				if (!ch)
-					rc = -ECONNRESET;
-				else
-					rc = write ? g_rem.srv[l->server].ops->post_write(ch, &rio)
-						   : g_rem.srv[l->server].ops->post_read(ch, &rio);
-				if (rc == 0)
-					used_mask |= 1u << l->server;
-			}
+			if (!ch)
+				rc = -ECONNRESET;
+			else
+				rc = write ? io->sc[o->srv]->ops->post_write(ch, &rio)
+					   : io->sc[o->srv]->ops->post_read(ch, &rio);
+			if (rc == 0)
+				used_mask |= 1u << o->srv;
 			if (rc == -EAGAIN) {
 				/* queue full, or the connection is still being set up: progress first */
-				again_mask |= 1u << g_rem.leases[(x->slot - 1) / g_rem.ppl].server;
+				again_mask |= 1u << o->srv;
 				break;
 			}
 			if (rc < 0) {
-				x->status = rc;
+				o->status = rc;
 				if (!first_err)
 					first_err = rc;
 				completed++;
@@ -816,19 +1162,16 @@ static int xfer(struct rio *io, struct rio_item *it, size_t n, bool write,
 		int got = 0;
 		unsigned poll_mask = used_mask | again_mask;
 		again_mask = 0;
-		for (unsigned s = 0; s < g_rem.nsrv; s++) {
+		for (unsigned s = 0; s < MAX_SERVERS; s++) {
 			if (!(poll_mask & (1u << s)) || !io->ch[s])
 				continue;
-			int r = g_rem.srv[s].ops->poll(io->ch[s], cqe, 16,
-						       poll_mask == (1u << s) ? 100 : 0);
+			int r = io->sc[s]->ops->poll(io->ch[s], cqe, 16,
+						     poll_mask == (1u << s) ? 100 : 0);
 			if (r < 0) {
 				/* the channel failed: everything pending on it fails */
 				for (size_t i = 0; i < posted; i++)
-					if (it[i].status == 1) {
-						size_t k = (it[i].slot - 1) / g_rem.ppl;
-						if (g_rem.leases[k].server != s)
-							continue;
-						it[i].status = r;
+					if (x[i].status == 1 && x[i].srv == s) {
+						x[i].status = r;
 						completed++;
 						if (!first_err)
 							first_err = r;
@@ -840,15 +1183,15 @@ static int xfer(struct rio *io, struct rio_item *it, size_t n, bool write,
 			}
 			for (int j = 0; j < r; j++) {
 				size_t i = (size_t)(uintptr_t)cqe[j].ctx - 1;
-				if (i >= n || it[i].status != 1)
+				if (i >= n || x[i].status != 1)
 					continue;
-				it[i].status = cqe[j].status;
+				x[i].status = cqe[j].status;
 				if (cqe[j].status < 0 && !first_err)
 					first_err = cqe[j].status;
 				if (cqe[j].status == 0)
 					ATOMIC_ADD_RELAXED(write ? &g_remote_bytes_written
 								 : &g_remote_bytes_read,
-							   it[i].len);
+							   x[i].len);
 				completed++;
 				got++;
 				if (done)
@@ -866,8 +1209,8 @@ static int xfer(struct rio *io, struct rio_item *it, size_t n, bool write,
 			}
 			if (ms > RIO_TIMEOUT_MS) {
 				for (size_t i = 0; i < n; i++)
-					if (it[i].status == 1) {
-						it[i].status = -ETIMEDOUT;
+					if (x[i].status == 1) {
+						x[i].status = -ETIMEDOUT;
 						completed++;
 						if (!first_err)
 							first_err = -ETIMEDOUT;
@@ -880,26 +1223,616 @@ static int xfer(struct rio *io, struct rio_item *it, size_t n, bool write,
 	return first_err;
 }
 
+/* member_op -- the transfer of item it to member m of its group */
+static struct xop member_op(size_t item, const struct rio_item *it, const struct member *m)
+{
+	size_t page = (it->slot - 1) % g_rem.ppl;
+	return (struct xop){.item = item,
+			    .srv = m->server,
+			    .raddr = m->l.raddr + (page << SLOT_PAGE_SHIFT),
+			    .key = m->l.key,
+			    .off = it->off,
+			    .len = it->len};
+}
+
+#define XOP_STACK 80
+
+/*
+ * rio_write -- every item to every copy of its group (READY and FILLING
+ * members on live servers), all posted at once.  An item succeeds when a
+ * copy was delivered and every copy that failed is on a server now known
+ * gone (the maintenance thread copies the group again).  Writers hold
+ * g_pass_lock, so the members do not change under us.
+ */
 int rio_write(struct rio *io, struct rio_item *it, size_t n, void (*done)(size_t, void *),
 	      void *arg)
 {
-	int rc = xfer(io, it, n, true, done, arg);
-	if (rc < 0)
-		for (size_t i = 0; i < n; i++)
-			if (it[i].status < 0)
-				note_failure(it[i].slot);
-	return rc;
+	struct xop stackx[XOP_STACK], *x = stackx;
+	if (n * MAX_MEMBERS > XOP_STACK && !(x = malloc(n * MAX_MEMBERS * sizeof *x)))
+		x = NULL;
+	size_t nx = 0;
+	int first_err = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t p;
+		const struct lease *g = lease_of(it[i].slot, &p);
+		it[i].status = g ? -ECONNRESET : -EINVAL; /* no copy to write to */
+		for (int j = 0; g && x && j < MAX_MEMBERS; j++) {
+			uint8_t st = mstate(g, j);
+			if ((st == M_READY || st == M_FILLING) && srv_live(g->m[j].server))
+				x[nx++] = member_op(i, &it[i], &g->m[j]);
+		}
+		if (!x)
+			it[i].status = -ENOMEM;
+	}
+	if (nx)
+		(void)xfer(io, x, nx, true, NULL, NULL);
+	/* fold the copies' outcomes into their items */
+	for (size_t i = 0, k = 0; i < n; i++) {
+		bool ok = false, bad = false;
+		int err = it[i].status;
+		for (; k < nx && x[k].item == i; k++) {
+			if (x[k].status == 0) {
+				ok = true;
+				continue;
+			}
+			err = x[k].status;
+			note_failure(x[k].srv);
+			if (srv_live(x[k].srv))
+				bad = true; /* a copy that is neither written nor gone */
+		}
+		it[i].status = ok && !bad ? 0 : err < 0 ? err : -EIO;
+		if (it[i].status < 0 && !first_err)
+			first_err = it[i].status;
+		if (done)
+			done(i, arg);
+	}
+	if (x != stackx)
+		free(x);
+	return first_err;
 }
 
+/* A read in rounds: each item from one copy; a failed one again from another copy. */
+struct rread {
+	struct rio_item *it;
+	struct xop *x;
+	uint8_t *tried;	  /* per item: members tried */
+	int *err;	  /* per item: the last failure */
+	bool *pending;	  /* per item */
+	int round;
+	void (*done)(size_t, void *);
+	void *arg;
+};
+
+static void read_done(size_t xi, void *arg)
+{
+	struct rread *rr = arg;
+	struct xop *o = &rr->x[xi];
+	size_t i = o->item;
+	size_t p;
+	struct lease *g = lease_of(rr->it[i].slot, &p);
+	if (o->status == 0) {
+		rr->pending[i] = false;
+		rr->it[i].status = 0;
+		if (rr->round > 0) {
+			ATOMIC_ADD_RELAXED(&g_failovers, 1);
+			TRACE(replica_read, rr->it[i].slot, o->srv, g_rem.srv[o->srv].name);
+		}
+		if (rr->done)
+			rr->done(i, rr->arg);
+	} else {
+		rr->err[i] = o->status;
+		note_failure(o->srv);
+	}
+	if (g)
+		atomic_fetch_sub(&g->readers, 1);
+}
+
+/*
+ * pick_copy -- the member of g item i reads from: READY on a live server, not
+ * tried yet; draining servers last; otherwise rotated by slot so reads
+ * spread over the copies.  -1 when none is left.
+ */
+static int pick_copy(const struct lease *g, uint32_t slot, uint8_t tried)
+{
+	int cand[MAX_MEMBERS], n = 0;
+	for (int pass = 0; pass < 2 && n == 0; pass++)
+		for (int j = 0; j < MAX_MEMBERS; j++)
+			if (!(tried & (1u << j)) && mstate(g, j) == M_READY &&
+			    srv_live(g->m[j].server) && (pass || !srv_draining(g->m[j].server)))
+				cand[n++] = j;
+	return n ? cand[mix64(slot) % (unsigned)n] : -1;
+}
+
+/*
+ * rio_read -- each item from one copy of its group; an item whose read
+ * fails is read again from another copy, so a program sees an error only
+ * when no copy can be read.  done(i) is called once per item, as it ends.
+ */
 int rio_read(struct rio *io, struct rio_item *it, size_t n, void (*done)(size_t, void *),
 	     void *arg)
 {
-	int rc = xfer(io, it, n, false, done, arg);
-	if (rc < 0)
-		for (size_t i = 0; i < n; i++)
-			if (it[i].status < 0)
-				note_failure(it[i].slot);
+	struct xop stackx[XOP_STACK];
+	uint8_t stried[XOP_STACK];
+	int serr[XOP_STACK];
+	bool spend[XOP_STACK];
+	struct rread rr = {it, stackx, stried, serr, spend, 0, done, arg};
+	if (n > XOP_STACK) {
+		rr.x = malloc(n * sizeof *rr.x);
+		rr.tried = malloc(n);
+		rr.err = malloc(n * sizeof *rr.err);
+		rr.pending = malloc(n * sizeof *rr.pending);
+	}
+	bool nomem = !rr.x || !rr.tried || !rr.err || !rr.pending;
+	int first_err = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (nomem) {
+			it[i].status = -ENOMEM;
+			if (done)
+				done(i, arg);
+			continue;
+		}
+		rr.tried[i] = 0;
+		rr.err[i] = -ECONNRESET;
+		rr.pending[i] = true;
+	}
+	for (; !nomem && rr.round <= MAX_MEMBERS; rr.round++) {
+		size_t nx = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (!rr.pending[i])
+				continue;
+			size_t p;
+			struct lease *g = lease_of(it[i].slot, &p);
+			int j = -1;
+			if (g) {
+				atomic_fetch_add(&g->readers, 1); /* seq_cst: before the state is read */
+				j = pick_copy(g, it[i].slot, rr.tried[i]);
+			}
+			if (j < 0) {
+				/* no copy left to try: the item fails */
+				if (g)
+					atomic_fetch_sub(&g->readers, 1);
+				rr.pending[i] = false;
+				it[i].status = g ? rr.err[i] : -EINVAL;
+				if (done)
+					done(i, arg);
+				continue;
+			}
+			rr.tried[i] |= (uint8_t)(1u << j);
+			rr.x[nx++] = member_op(i, &it[i], &g->m[j]);
+		}
+		if (nx == 0)
+			break;
+		(void)xfer(io, rr.x, nx, false, read_done, &rr);
+	}
+	for (size_t i = 0; i < n; i++)
+		if (it[i].status < 0 && !first_err)
+			first_err = it[i].status;
+	if (n > XOP_STACK) {
+		free(rr.x);
+		free(rr.tried);
+		free(rr.err);
+		free(rr.pending);
+	}
+	return first_err;
+}
+
+/* ---- maintenance: the tiered-remote thread ---------------------------------------- */
+
+#define MAINT_MS 100		    /* health checks, plans */
+#define COPY_CHUNK (16UL << 20)	    /* copied per hold of g_pass_lock */
+#define COPY_PIECE (2UL << 20)	    /* one transfer of a copy */
+#define RETRY_MAX_MS 5000	    /* reconnect attempts back off to this */
+#define REBALANCE_PAUSE_MS 200	    /* between chunks of a rebalancing move: gradual */
+
+/* health -- notices and deaths on every live server's control connection */
+static void health(void)
+{
+	for (unsigned s = 0; s < ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv); s++) {
+		struct sconn *sc = live_conn(s);
+		struct remote_ctl *ctl = sc ? sc->ops->ctl(sc->conn) : NULL;
+		if (!ctl)
+			continue;
+		if (rctl_poll_notice(ctl) < 0) {
+			server_down(s);
+			continue;
+		}
+		bool d = atomic_load(&ctl->draining);
+		if (d != ATOMIC_LOAD_RELAXED(&g_rem.srv[s].draining)) {
+			ATOMIC_STORE_RELAXED(&g_rem.srv[s].draining, d);
+			TRACE(server_drain, s, g_rem.srv[s].name, (int)d);
+			tlog(LOG_INFO, d ? "memory server %s is draining: its blocks move to the others"
+					 : "memory server %s is no longer draining",
+			     g_rem.srv[s].name);
+		}
+	}
+}
+
+/* cancel_work -- the copy in progress stops; its filling member goes */
+static void cancel_work(bool release)
+{
+	if (g_rem.work < 0)
+		return;
+	struct lease *g = &g_rem.leases[g_rem.work];
+	if (mstate(g, g_rem.work_fill) == M_FILLING)
+		retire(g, g_rem.work_fill, release && srv_live(g->m[g_rem.work_fill].server));
+	g_rem.work = -1;
+}
+
+/* sweep -- dead server s: retire its members (nothing to release).  g_pass_lock held. */
+static void sweep(unsigned s)
+{
+	unsigned nl = ATOMIC_LOAD_ACQUIRE(&g_rem.nleases), lost = 0;
+	for (unsigned k = 0; k < nl; k++) {
+		struct lease *g = &g_rem.leases[k];
+		bool had = false;
+		for (int j = 0; j < MAX_MEMBERS; j++) {
+			uint8_t st = mstate(g, j);
+			if ((st != M_READY && st != M_FILLING) || g->m[j].server != s)
+				continue;
+			if (g_rem.work == (long)k && g_rem.work_fill == j)
+				cancel_work(false);
+			else
+				retire(g, j, false);
+			if (g_rem.work == (long)k && g_rem.work_replace == j)
+				g_rem.work_replace = -1;
+			had |= st == M_READY;
+		}
+		if (had) {
+			g->lost_from = (uint8_t)s;
+			pthread_mutex_lock(&g_slot_lock);
+			bool empty = g->free_pages == g_rem.ppl;
+			pthread_mutex_unlock(&g_slot_lock);
+			if (readable(g) == 0 && !empty)
+				lost++;
+		}
+	}
+	if (lost)
+		tlog(LOG_WARN, "memory server %s held the only copy of blocks in %u lease(s): those "
+			       "blocks are lost, and a program that touches one ends with status %d",
+		     g_rem.srv[s].name, lost, TIERED_EXIT_REMOTE_LOST);
+	ATOMIC_STORE_RELEASE(&g_rem.srv[s].swept, true);
+}
+
+/* finish_retired -- give back retired members no read can be on any more */
+static void finish_retired(void)
+{
+	if (ATOMIC_LOAD_RELAXED(&g_rem.retiring) == 0)
+		return;
+	unsigned nl = ATOMIC_LOAD_ACQUIRE(&g_rem.nleases);
+	for (unsigned k = 0; k < nl; k++) {
+		struct lease *g = &g_rem.leases[k];
+		for (int j = 0; j < MAX_MEMBERS; j++) {
+			if (mstate(g, j) != M_RETIRING || atomic_load(&g->readers) != 0)
+				continue;
+			struct member *m = &g->m[j];
+			struct sconn *sc = m->release ? live_conn(m->server) : NULL;
+			if (sc)
+				(void)rctl_release(sc->ops->ctl(sc->conn), m->l.id);
+			ATOMIC_SUB_RELAXED(&g_rem.leased, m->l.len);
+			ATOMIC_STORE_RELEASE(&m->state, M_NONE);
+			ATOMIC_SUB_RELAXED(&g_rem.retiring, 1);
+		}
+	}
+}
+
+/*
+ * plan -- choose the next group to copy, if any: one with fewer healthy
+ * copies than it should have (a server died, or drains, or too few were up
+ * when it was made) and a copy left to read; else, to even out the
+ * servers, a group on the busiest server when it holds two more copies than
+ * the least busy one.  A new FILLING member is leased for it.  g_pass_lock held.
+ */
+static void plan(int64_t now)
+{
+	unsigned nl = ATOMIC_LOAD_ACQUIRE(&g_rem.nleases);
+	unsigned want = copies_wanted(0);
+	char err[512];
+	for (unsigned k = 0; k < nl && want; k++) {
+		struct lease *g = &g_rem.leases[k];
+		if (readable(g) == 0 || (healthy(g) >= want && !draining_member(g)))
+			continue;
+		int s = pick_server(g, k, 0, now);
+		if (s < 0)
+			continue;
+		int j = add_member(g, (unsigned)s, M_FILLING, err, sizeof err);
+		if (j < 0) {
+			tlog(LOG_DEBUG, "copy of lease group %u: %s", k, err);
+			return; /* a server refused: plan again next time */
+		}
+		g_rem.work = k, g_rem.work_fill = j, g_rem.work_replace = -1, g_rem.work_cursor = 0;
+		return;
+	}
+	/* rebalance */
+	unsigned ns = ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv);
+	int hi = -1, lo = -1;
+	for (unsigned s = 0; s < ns; s++) {
+		if (!usable(s, now))
+			continue;
+		unsigned m = ATOMIC_LOAD_RELAXED(&g_rem.srv[s].members);
+		if (hi < 0 || m > ATOMIC_LOAD_RELAXED(&g_rem.srv[hi].members))
+			hi = (int)s;
+		if (lo < 0 || m < ATOMIC_LOAD_RELAXED(&g_rem.srv[lo].members))
+			lo = (int)s;
+	}
+	if (hi < 0 || ATOMIC_LOAD_RELAXED(&g_rem.srv[hi].members) <
+			      ATOMIC_LOAD_RELAXED(&g_rem.srv[lo].members) + 2)
+		return;
+	for (unsigned k = 0; k < nl; k++) {
+		struct lease *g = &g_rem.leases[k];
+		int on_hi = -1;
+		bool on_lo = false;
+		for (int j = 0; j < MAX_MEMBERS; j++) {
+			uint8_t st = mstate(g, j);
+			if (st == M_NONE)
+				continue;
+			if (g->m[j].server == (unsigned)lo)
+				on_lo = true;
+			if (st == M_READY && g->m[j].server == (unsigned)hi)
+				on_hi = j;
+		}
+		if (on_hi < 0 || on_lo)
+			continue;
+		int j = add_member(g, (unsigned)lo, M_FILLING, err, sizeof err);
+		if (j < 0)
+			return;
+		g_rem.work = k, g_rem.work_fill = j, g_rem.work_replace = on_hi;
+		g_rem.work_cursor = 0;
+		return;
+	}
+}
+
+/*
+ * copy_some -- copy up to COPY_CHUNK of the work group's used pages from a
+ * READY copy to its FILLING member.  Writes of blocks in between go to the
+ * filling member too, so when the cursor reaches the end it is current:
+ * READY.  Then copies on draining servers, and the one a rebalancing move
+ * replaces, retire.  g_pass_lock held (no write runs meanwhile).
+ */
+static void copy_some(void)
+{
+	struct lease *g = &g_rem.leases[g_rem.work];
+	int f = g_rem.work_fill;
+	if (mstate(g, f) != M_FILLING || !srv_live(g->m[f].server)) {
+		cancel_work(true);
+		return;
+	}
+	int src = pick_copy(g, 0, (uint8_t)(1u << f));
+	if (src < 0) {
+		cancel_work(true); /* nothing left to copy from */
+		return;
+	}
+	struct xop x[COPY_CHUNK / COPY_PIECE];
+	size_t nx = 0, off = 0, p = g_rem.work_cursor;
+	pthread_mutex_lock(&g_slot_lock);
+	while (p < g_rem.ppl && nx < COPY_CHUNK / COPY_PIECE) {
+		if (!(g->bits[p / 64] & (1ULL << (p % 64)))) {
+			p++;
+			continue;
+		}
+		size_t q = p;
+		while (q < g_rem.ppl && q - p < (COPY_PIECE >> SLOT_PAGE_SHIFT) &&
+		       (g->bits[q / 64] & (1ULL << (q % 64))))
+			q++;
+		size_t len = (q - p) << SLOT_PAGE_SHIFT;
+		x[nx++] = (struct xop){.item = p, .srv = g->m[src].server,
+				       .raddr = g->m[src].l.raddr + (p << SLOT_PAGE_SHIFT),
+				       .key = g->m[src].l.key, .off = off, .len = len};
+		off += len;
+		p = q;
+	}
+	pthread_mutex_unlock(&g_slot_lock);
+	if (nx) {
+		if (xfer(g_rem.mio, x, nx, false, NULL, NULL) < 0) {
+			note_failure(g->m[src].server);
+			return; /* again next time, from another copy if this one is gone */
+		}
+		for (size_t i = 0; i < nx; i++) {
+			x[i].srv = g->m[f].server;
+			x[i].raddr = g->m[f].l.raddr + (x[i].item << SLOT_PAGE_SHIFT);
+			x[i].key = g->m[f].l.key;
+		}
+		if (xfer(g_rem.mio, x, nx, true, NULL, NULL) < 0) {
+			note_failure(g->m[f].server);
+			return;
+		}
+		ATOMIC_ADD_RELAXED(&g_repair_bytes, off);
+	}
+	g_rem.work_cursor = p;
+	if (p < g_rem.ppl)
+		return;
+	/* the new copy is current */
+	ATOMIC_STORE_RELEASE(&g->m[f].state, M_READY);
+	bool move = false;
+	for (int j = 0; j < MAX_MEMBERS; j++)
+		if (j != f && mstate(g, j) == M_READY && srv_draining(g->m[j].server)) {
+			retire(g, j, true);
+			move = true;
+		}
+	if (g_rem.work_replace >= 0 && healthy(g) > (unsigned)replicas()) {
+		retire(g, g_rem.work_replace, true);
+		move = true;
+	}
+	ATOMIC_ADD_RELAXED(move ? &g_moves : &g_repairs, 1);
+	TRACE(replica_copied, (long)g_rem.work, g->m[f].server, g_rem.srv[g->m[f].server].name);
+	tlog(LOG_DEBUG, "lease group %ld: new copy on %s%s", g_rem.work,
+	     g_rem.srv[g->m[f].server].name, move ? " (moved)" : "");
+	g_rem.work = -1;
+}
+
+/* free_retired_conns -- close the old connections no channel is on any more */
+static void free_retired_conns(void)
+{
+	struct sconn *done = NULL;
+	pthread_mutex_lock(&g_conn_lock);
+	for (unsigned s = 0; s < ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv); s++)
+		for (struct sconn **pp = &g_rem.srv[s].retired; *pp;) {
+			struct sconn *sc = *pp;
+			if (sc->chans > 0) {
+				pp = &sc->next;
+				continue;
+			}
+			*pp = sc->next;
+			sc->next = done;
+			done = sc;
+		}
+	pthread_mutex_unlock(&g_conn_lock);
+	while (done) {
+		struct sconn *sc = done;
+		done = sc->next;
+		sc->ops->close(sc->conn);
+		free(sc);
+	}
+}
+
+/* reconnect -- try the servers that are down (swept), backing off to RETRY_MAX_MS */
+static bool reconnect(int64_t now)
+{
+	bool any = false;
+	if (g_rem.spawned)
+		return false; /* a private server that died does not come back */
+	for (unsigned s = 0; s < ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv); s++) {
+		struct server *sv = &g_rem.srv[s];
+		if (srv_live(s) || !ATOMIC_LOAD_ACQUIRE(&sv->swept) || now < sv->retry_at)
+			continue;
+		bool first = ATOMIC_LOAD_RELAXED(&sv->cur) == NULL;
+		if (connect_server(s, true) == 0) {
+			ATOMIC_ADD_RELAXED(&g_reconnects, 1);
+			TRACE(server_up, s, sv->name);
+			tlog(first ? LOG_INFO : LOG_WARN,
+			     "memory server %s is %s: new blocks and rebalancing use it", sv->name,
+			     first ? "up" : "back");
+			any = true;
+			continue;
+		}
+		sv->retry_ms = sv->retry_ms ? sv->retry_ms * 2 : 250;
+		if (sv->retry_ms > RETRY_MAX_MS)
+			sv->retry_ms = RETRY_MAX_MS;
+		sv->retry_at = now + (int64_t)sv->retry_ms * 1000000;
+	}
+	return any;
+}
+
+static void *remote_main(void *arg)
+{
+	(void)arg;
+	runtime_thread_enter();
+	g_rem.mio = rio_open(COPY_CHUNK);
+	int64_t last_plan = 0;
+	for (;;) {
+		int64_t now = (int64_t)mono_ns();
+		health();
+		bool sweep_due = false;
+		for (unsigned s = 0; s < ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv); s++)
+			sweep_due |= !srv_live(s) && !ATOMIC_LOAD_ACQUIRE(&g_rem.srv[s].swept);
+		bool plan_due = g_rem.work < 0 && now - last_plan >= MAINT_MS * 1000000LL;
+		if (g_rem.mio && (sweep_due || plan_due || g_rem.work >= 0)) {
+			tierd_lock_passes();
+			for (unsigned s = 0; s < ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv); s++)
+				if (!srv_live(s) && !ATOMIC_LOAD_ACQUIRE(&g_rem.srv[s].swept))
+					sweep(s);
+			if (g_rem.work < 0 && plan_due) {
+				plan(now);
+				last_plan = now;
+			}
+			if (g_rem.work >= 0)
+				copy_some();
+			tierd_unlock_passes();
+		}
+		finish_retired();
+		free_retired_conns();
+		if (reconnect(now))
+			last_plan = 0;
+		int ms = MAINT_MS;
+		if (g_rem.work >= 0)
+			ms = g_rem.work_replace >= 0 ? REBALANCE_PAUSE_MS : 1;
+		struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+/* ---- operator requests (tiered_ctl) ------------------------------------------------ */
+
+/* find -- the server named name ("tcp://127.0.0.1:7411"), or -1 */
+static int find(const char *name)
+{
+	for (unsigned s = 0; s < ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv); s++)
+		if (strcmp(g_rem.srv[s].name, name) == 0)
+			return (int)s;
+	return -1;
+}
+
+int remote_drain(const char *name, bool on, char *err, size_t errlen)
+{
+	if (!remote_is_up()) {
+		snprintf(err, errlen, "the remote tier is %s", remote_state_name());
+		return -ENODEV;
+	}
+	int s = find(name);
+	if (s < 0) {
+		snprintf(err, errlen, "%s is not one of this process's memory servers (see "
+				      "remote.servers in the stats)",
+			 name);
+		return -ENOENT;
+	}
+	ATOMIC_STORE_RELAXED(&g_rem.srv[s].local_drain, on);
+	tlog(LOG_INFO, on ? "draining memory server %s: its blocks move to the others"
+			  : "memory server %s: drain cancelled",
+	     g_rem.srv[s].name);
+	return 0;
+}
+
+int remote_add(const char *url, char *err, size_t errlen)
+{
+	if (!remote_is_up() || g_rem.spawned) {
+		snprintf(err, errlen, "the remote tier is %s%s", remote_state_name(),
+			 g_rem.spawned ? " with a spawned server: servers are added with remote=URL;..."
+				       : "");
+		return -ENODEV;
+	}
+	struct remote_target t;
+	char e[256];
+	if (remote_parse_target(url, strlen(url), &t, e, sizeof e) < 0) {
+		snprintf(err, errlen, "%s (expected provider://host:port)", e);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&g_rem.lock);
+	char name[sizeof g_rem.srv[0].name];
+	snprintf(name, sizeof name, "%s://%s:%u", t.provider, t.host, t.port);
+	int rc = 0;
+	if (find(name) >= 0) {
+		snprintf(err, errlen, "%s is already one of this process's memory servers", name);
+		rc = -EEXIST;
+	} else if (add_server(&t) < 0) {
+		snprintf(err, errlen, "%d memory servers already: no more", MAX_SERVERS);
+		rc = -ENOSPC;
+	}
+	pthread_mutex_unlock(&g_rem.lock);
+	if (rc == 0)
+		tlog(LOG_INFO, "memory server %s added: connected by the maintenance thread", name);
 	return rc;
+}
+
+/* remote_copies -- groups with data that lack copies (degraded) and that have none (lost) */
+void remote_copies(uint64_t *degraded, uint64_t *lost)
+{
+	*degraded = *lost = 0;
+	if (!g_rem.leases)
+		return;
+	unsigned want = copies_wanted(0);
+	unsigned nl = ATOMIC_LOAD_ACQUIRE(&g_rem.nleases);
+	for (unsigned k = 0; k < nl; k++) {
+		const struct lease *g = &g_rem.leases[k];
+		pthread_mutex_lock(&g_slot_lock);
+		bool empty = g->free_pages == g_rem.ppl;
+		pthread_mutex_unlock(&g_slot_lock);
+		if (empty)
+			continue; /* holds nothing */
+		if (readable(g) == 0)
+			(*lost)++;
+		else if (healthy(g) < want)
+			(*degraded)++;
+	}
 }
 
 /* ---- stats ----------------------------------------------------------------------- */
@@ -911,7 +1844,7 @@ long remote_spawned_pid(void)
 
 unsigned remote_server_count(void)
 {
-	return g_rem.nsrv;
+	return ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv);
 }
 
 const char *remote_state_name(void)
@@ -923,13 +1856,22 @@ const char *remote_state_name(void)
 	}
 }
 
+/* srv_state -- "up", "draining" or "down" */
+static const char *srv_state(unsigned s)
+{
+	return !srv_live(s) ? "down" : srv_draining(s) ? "draining" : "up";
+}
+
 void remote_stats_json(FILE *out)
 {
+	uint64_t degraded, lost;
+	remote_copies(&degraded, &lost);
+	unsigned ns = remote_server_count();
 	fprintf(out, "\"state\":\"%s\",\"servers\":%u,\"spawned_pid\":%ld,\"leases\":%u,"
 		     "\"leased_bytes\":%llu,\"bytes_written\":%llu,\"bytes_read\":%llu,"
 		     "\"missing_faults\":%llu,\"wp_faults\":%llu,\"zero_fills\":%llu",
-		remote_state_name(), g_rem.nsrv, (long)g_rem.spawned, ATOMIC_LOAD_RELAXED(&g_rem.nleases),
-		(unsigned long long)g_rem.leased,
+		remote_state_name(), ns, (long)g_rem.spawned, ATOMIC_LOAD_RELAXED(&g_rem.nleases),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_rem.leased),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_remote_bytes_written),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_remote_bytes_read),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_missing_faults),
@@ -939,18 +1881,49 @@ void remote_stats_json(FILE *out)
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_fork_children),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_fork_served),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_fork_pushed));
+	fprintf(out, ",\"replicas\":%d,\"degraded_leases\":%llu,\"lost_leases\":%llu,"
+		     "\"failover_reads\":%llu,\"copies_made\":%llu,\"copies_moved\":%llu,"
+		     "\"copied_bytes\":%llu,\"servers_lost\":%llu,\"reconnects\":%llu",
+		replicas(), (unsigned long long)degraded, (unsigned long long)lost,
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_failovers),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_repairs),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_moves),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_repair_bytes),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_servers_lost),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_reconnects));
 	fputs(",\"server_names\":[", out);
-	for (unsigned s = 0; s < g_rem.nsrv; s++)
+	for (unsigned s = 0; s < ns; s++)
 		fprintf(out, "%s\"%s\"", s ? "," : "", g_rem.srv[s].name);
+	fputs("],\"server_list\":[", out);
+	for (unsigned s = 0; s < ns; s++)
+		fprintf(out, "%s{\"name\":\"%s\",\"state\":\"%s\",\"copies\":%u}", s ? "," : "",
+			g_rem.srv[s].name, srv_state(s), ATOMIC_LOAD_RELAXED(&g_rem.srv[s].members));
 	fputc(']', out);
 }
 
 void remote_stats_text(FILE *out)
 {
-	fprintf(out, "remote: %s, %u server(s)%s%s, %u lease(s), %llu bytes leased\n",
-		remote_state_name(), g_rem.nsrv, g_rem.nsrv ? ", first " : "",
-		g_rem.nsrv ? g_rem.srv[0].name : "", ATOMIC_LOAD_RELAXED(&g_rem.nleases),
-		(unsigned long long)g_rem.leased);
+	unsigned ns = remote_server_count();
+	uint64_t degraded, lost;
+	remote_copies(&degraded, &lost);
+	fprintf(out, "remote: %s, %u server(s), %u lease group(s), %llu bytes leased; replicas %d, "
+		     "%llu group(s) short of copies, %llu lost\n",
+		remote_state_name(), ns, ATOMIC_LOAD_RELAXED(&g_rem.nleases),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_rem.leased), replicas(),
+		(unsigned long long)degraded, (unsigned long long)lost);
+	for (unsigned s = 0; s < ns; s++) {
+		unsigned m = ATOMIC_LOAD_RELAXED(&g_rem.srv[s].members);
+		fprintf(out, "remote: server %s: %s, %u cop%s of lease groups\n", g_rem.srv[s].name,
+			srv_state(s), m, m == 1 ? "y" : "ies");
+	}
+	fprintf(out, "remote: reads from another copy %llu; copies made %llu, moved %llu (%llu bytes); "
+		     "servers lost %llu, reconnects %llu\n",
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_failovers),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_repairs),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_moves),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_repair_bytes),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_servers_lost),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_reconnects));
 	fprintf(out, "remote: %llu bytes written, %llu bytes read; faults: %llu missing, %llu "
 		     "write-protect, %llu zero-filled\n",
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_remote_bytes_written),

@@ -12,6 +12,7 @@ integration_tests = \
 	tests/integration/sort.sh \
 	tests/integration/remote.sh \
 	tests/integration/remote-fork.sh \
+	tests/integration/replicas.sh \
 	tests/integration/usdt.sh \
 	tests/integration/tieredstat.sh
 
@@ -27,7 +28,7 @@ EXTRA_DIST += \
 # they do not link libtiered.  They find tiered_ctl with dlsym when present.
 check_PROGRAMS += tests/integration/mt_stress tests/integration/fork_spawn \
 	tests/integration/remote_stress tests/integration/remote_fork \
-	tests/integration/stat_target
+	tests/integration/stat_target tests/integration/replica_work
 tests_integration_mt_stress_SOURCES = tests/integration/mt_stress.c
 tests_integration_mt_stress_CFLAGS = $(AM_CFLAGS) -pthread
 tests_integration_mt_stress_LDADD = -ldl
@@ -41,6 +42,9 @@ tests_integration_remote_fork_SOURCES = tests/integration/remote_fork.c
 tests_integration_remote_fork_LDADD = -ldl
 tests_integration_stat_target_SOURCES = tests/integration/stat_target.c
 tests_integration_stat_target_LDADD = -ldl
+tests_integration_replica_work_SOURCES = tests/integration/replica_work.c
+tests_integration_replica_work_CFLAGS = $(AM_CFLAGS) -pthread
+tests_integration_replica_work_LDADD = -ldl
 
 # make check-soak: five minutes or more of random reads and writes over four
 # times the DRAM budget, four threads, against a spawned tieredd.  Not part of

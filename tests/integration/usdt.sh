@@ -10,7 +10,7 @@ set -eu
 command -v readelf >/dev/null || skip "no readelf"
 lib=$abs_top_builddir/.libs/libtiered.so
 
-want="fault_start fault_end fetch evict evict_clean writeback_start writeback_end promote demote admit_wait server_down"
+want="fault_start fault_end fetch evict evict_clean writeback_start writeback_end promote demote admit_wait server_down server_up server_drain replica_read replica_copied"
 fail=0
 for lib in "$lib" "$TIERED_PRELOAD"; do
 	notes=$(readelf -n "$lib" 2>/dev/null)
