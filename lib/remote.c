@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -1115,6 +1116,7 @@ static int xfer(struct rio *io, struct xop *x, size_t n, bool write,
 	size_t posted = 0, completed = 0;
 	int first_err = 0;
 	unsigned used_mask = 0, again_mask = 0;
+	bool idle = false; /* the last sweep of several channels reaped nothing */
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (size_t i = 0; i < n; i++)
@@ -1162,11 +1164,19 @@ static int xfer(struct rio *io, struct xop *x, size_t n, bool write,
 		int got = 0;
 		unsigned poll_mask = used_mask | again_mask;
 		again_mask = 0;
+		/*
+		 * One channel: wait on it.  Several (the copies of a write): look at
+		 * each without waiting (a provider with manual progress, tcp, moves
+		 * a channel's data only while it is polled), and yield the CPU after
+		 * a sweep that found nothing, for the servers' threads.
+		 */
+		bool several = poll_mask & (poll_mask - 1);
+		if (several && idle)
+			sched_yield();
 		for (unsigned s = 0; s < MAX_SERVERS; s++) {
 			if (!(poll_mask & (1u << s)) || !io->ch[s])
 				continue;
-			int r = io->sc[s]->ops->poll(io->ch[s], cqe, 16,
-						     poll_mask == (1u << s) ? 100 : 0);
+			int r = io->sc[s]->ops->poll(io->ch[s], cqe, 16, several ? 0 : 100);
 			if (r < 0) {
 				/* the channel failed: everything pending on it fails */
 				for (size_t i = 0; i < posted; i++)
@@ -1198,6 +1208,7 @@ static int xfer(struct rio *io, struct xop *x, size_t n, bool write,
 					done(i, arg);
 			}
 		}
+		idle = got == 0;
 		if (got == 0 && completed < n) {
 			struct timespec t1;
 			clock_gettime(CLOCK_MONOTONIC, &t1);

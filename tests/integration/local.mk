@@ -46,6 +46,15 @@ tests_integration_replica_work_SOURCES = tests/integration/replica_work.c
 tests_integration_replica_work_CFLAGS = $(AM_CFLAGS) -pthread
 tests_integration_replica_work_LDADD = -ldl
 
+# make check-chaos: CHAOS_SECONDS (default 600) of random kills, drains and
+# restarts of three tieredd under a checksummed workload with replicas=2.
+# Not part of `make check`.
+EXTRA_DIST += tests/integration/chaos.sh
+check-chaos: $(check_PROGRAMS) $(lib_LTLIBRARIES) $(sbin_PROGRAMS)
+	$(AM_TESTS_ENVIRONMENT) CHAOS_SECONDS=$${CHAOS_SECONDS:-600} \
+		$(SHELL) $(srcdir)/tests/integration/chaos.sh
+.PHONY: check-chaos
+
 # make check-soak: five minutes or more of random reads and writes over four
 # times the DRAM budget, four threads, against a spawned tieredd.  Not part of
 # `make check`.

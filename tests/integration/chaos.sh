@@ -1,0 +1,124 @@
+#!/bin/sh
+# chaos.sh -- random kills and restarts of memory servers under a checksummed
+# workload, for CHAOS_SECONDS (default 600).  `make check-chaos`; not part
+# of `make check`.
+#
+# Three tieredd on 127.0.0.1 (tcp) and replica_work (64 MiB over a 16 MiB
+# DRAM budget, replicas=2).  Until the time is up, every 2 to 6 seconds one
+# server, chosen at random among those running, is
+#   - killed with SIGKILL (four times in five), or
+#   - drained with `tieredd --drain` and then stopped (once in five);
+# the script waits until the library has seen it go and copied every lease
+# group again (degraded=0: replicas=2 survives one failure at a time), then
+# starts it again on its port after 0 to 3 seconds.  At the end the workload
+# verifies every page.  It passes with zero corrupted bytes and no lease
+# group ever without a copy, and says how many kills and drains it survived.
+. "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/common.sh"
+
+need_preload
+prog=$bindir/replica_work
+tieredd=$abs_top_builddir/server/tieredd
+[ -x "$prog" ] || fail "$prog is not built"
+[ -x "$tieredd" ] || fail "$tieredd is not built"
+seconds=${CHAOS_SECONDS:-600}
+
+pids=
+cleanup() {
+	for p in $pids; do kill -9 "$p" 2>/dev/null; done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/secret"
+chmod 600 "$tmp/secret"
+
+# start N PORT -- tieredd N on PORT (0: any); sets port_N and pid_N
+start() {
+	rm -f "$tmp/ready$1"
+	"$tieredd" --listen 127.0.0.1 --port "$2" --provider tcp --capacity 256M \
+		--secret-file "$tmp/secret" --ready-fd 3 --log-level error \
+		3>"$tmp/ready$1" 2>>"$tmp/server$1.log" &
+	_bg=$!
+	pids="$pids $_bg"
+	for _i in $(seq 100); do
+		[ -s "$tmp/ready$1" ] && break
+		sleep 0.1
+	done
+	read -r _port _pid <"$tmp/ready$1" || fail "tieredd $1 did not start: $(tail -3 "$tmp/server$1.log")"
+	eval "port_$1=$_port pid_$1=$_bg up_$1=1"
+}
+
+field() {
+	grep '^t=' "$tmp/work.out" | tail -1 | tr ' ' '\n' | sed -n "s/^$1=//p"
+}
+
+# rand N -- a number from 0 to N-1
+rand() {
+	od -An -N2 -tu2 /dev/urandom | awk -v n="$1" '{ print $1 % n }'
+}
+
+# wait_restored LOST -- until the library has lost LOST servers and copied every group again
+wait_restored() {
+	for _i in $(seq 600); do
+		kill -0 "$work" 2>/dev/null || { tail -20 "$tmp/work.out"; fail "replica_work ended early"; }
+		if [ "$(field lost_servers)" -ge "$1" ] 2>/dev/null && [ "$(field degraded)" = 0 ]; then
+			return 0
+		fi
+		sleep 0.2
+	done
+	tail -5 "$tmp/work.out"
+	fail "the lease groups were not copied again within 120 s"
+}
+
+start 1 0
+start 2 0
+start 3 0
+urls="tcp://127.0.0.1:$port_1;tcp://127.0.0.1:$port_2;tcp://127.0.0.1:$port_3"
+conf="dram_limit:16M,cxl_node:none,policy_interval_ms:10,replicas:2,lease_size:4M"
+conf="$conf,remote:$urls,secret_file:$tmp/secret,stats_print:json,stats_file:$tmp/work.json"
+preloaded "$conf" "$prog" 64 $((seconds + 600)) "$tmp/stop" >"$tmp/work.out" 2>&1 &
+work=$!
+pids="$pids $work"
+for _i in $(seq 300); do
+	[ "$(field remote)" -gt $((16 << 20)) ] 2>/dev/null && break
+	sleep 0.2
+done
+[ "$(field remote)" -gt $((16 << 20)) ] 2>/dev/null || fail "no block went remote"
+
+end=$(($(date +%s) + seconds))
+kills=0 drains=0 lost=0
+echo "chaos: $seconds s of kills, drains and restarts of 3 servers"
+while [ "$(date +%s)" -lt "$end" ]; do
+	sleep $((2 + $(rand 5)))
+	n=$(($(rand 3) + 1))
+	eval "p=\$pid_$n port=\$port_$n"
+	if [ "$(rand 5)" -eq 0 ]; then
+		"$tieredd" --drain --listen 127.0.0.1 --port "$port" --secret-file "$tmp/secret" \
+			--drain-timeout 120 >"$tmp/drain.out" 2>&1 ||
+			{ cat "$tmp/drain.out"; fail "tieredd --drain of server $n failed"; }
+		kill "$p"
+		drains=$((drains + 1))
+		what="drained and stopped"
+	else
+		kill -9 "$p"
+		kills=$((kills + 1))
+		what="killed"
+	fi
+	wait "$p" 2>/dev/null
+	lost=$((lost + 1))
+	wait_restored $lost
+	echo "chaos: t=$(field t 2>/dev/null)$(grep '^t=' "$tmp/work.out" | tail -1 | sed 's/^t=[0-9]*//') (server $n $what)"
+	grep -q ' lost=[1-9]' "$tmp/work.out" && fail "a lease group lost every copy"
+	sleep "$(rand 4)"
+	start "$n" "$port"
+done
+
+touch "$tmp/stop"
+wait "$work"
+rc=$?
+grep -v '^slow access' "$tmp/work.out" | tail -3
+[ $rc -eq 0 ] || fail "replica_work found corrupted bytes (status $rc)"
+grep -q ' lost=[1-9]' "$tmp/work.out" && fail "a lease group lost every copy"
+[ $kills -gt 0 ] || fail "no server was killed"
+echo "chaos: survived $kills kill(s) and $drains drain(s) in $seconds s with 0 corrupted bytes"
+echo "PASS: $me"
