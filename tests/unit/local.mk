@@ -18,6 +18,7 @@ unit_suites = \
 	tests/unit/check_proto \
 	tests/unit/check_tieredd \
 	tests/unit/check_remote \
+	tests/unit/check_replicas \
 	tests/unit/check_placement
 
 check_PROGRAMS += $(unit_suites) tests/unit/preload_child
@@ -69,6 +70,11 @@ tests_unit_check_tieredd_LDADD = $(UNIT_CORE_LIBS)
 tests_unit_check_remote_SOURCES = tests/unit/check_remote.c tests/unit/unit.h
 tests_unit_check_remote_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_remote_LDADD = $(UNIT_CORE_LIBS) -lpthread
+
+# replicas=2 over three $TIEREDD: a kill under threads, a restart, a drain.
+tests_unit_check_replicas_SOURCES = tests/unit/check_replicas.c tests/unit/unit.h
+tests_unit_check_replicas_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_replicas_LDADD = $(UNIT_CORE_LIBS) -lpthread
 
 # Which blocks stay in DRAM (hot set, cold set, streaming scan), with a spawned
 # $TIEREDD; residency read with move_pages(2).
