@@ -38,6 +38,7 @@
 
 #define SECRET "check-tieredd-secret-0123456789"
 #define MiB (1ULL << 20)
+#define GUESSES 48 /* keys client B tries on client A's lease */
 
 static const struct remote_ops *ops = &remote_fabric_ops;
 static const char *const provs[] = {"tcp", "shm"};
@@ -432,6 +433,63 @@ START_TEST(key_reaches_only_its_lease)
 	ops->chan_close(ch);
 	buf_free(&x);
 	ops->close(c);
+	srv_done(&s);
+}
+END_TEST
+
+/*
+ * Guessed keys: client B tries keys it could guess (random ones, its own
+ * key's neighbours, and client A's key with one bit wrong) on A's lease:
+ * every read is refused, and A's bytes never reach B.  Keys are random 64-bit
+ * numbers (server/fabric.c asks for them; verbs: each client has its own
+ * protection domain), so a guess succeeds with odds of 2^-64 or less.
+ */
+START_TEST(guessed_keys_refused)
+{
+	struct srv s;
+	START(&s, "-c", "64M");
+	if (strcmp(s.prov, "shm") == 0) {
+		srv_done(&s);
+		unit_skip("shm: keys do not confine a client to its leases (CMA); not tested");
+		return;
+	}
+	struct remote_conn *a = conn(&s), *b = conn(&s);
+	struct remote_lease la = lease(a, 2 * MiB), lb = lease(b, 2 * MiB);
+	ck_assert_msg(__builtin_popcountll(la.key ^ lb.key) >= 8,
+		      "%s: two clients' keys %llx and %llx differ in few bits: guessable", s.prov,
+		      (unsigned long long)la.key, (unsigned long long)lb.key);
+	struct rbuf xa = buf_new(a, 2 * MiB), xb = buf_new(b, 2 * MiB);
+	struct remote_chan *cha, *chb;
+	ck_assert_int_eq(ops->chan_open(a, &cha), 0);
+	fill(xa.p, 4096, 7);
+	ck_assert_int_eq(xfer(cha, true, &xa, 0, 4096, &la, 0, 4096, 10), 0);
+	int served = 0;
+	for (int g = 0; g < GUESSES; g++) {
+		struct remote_lease guess = la;
+		if (g < GUESSES / 3)
+			tdp_random(&guess.key, sizeof guess.key);
+		else if (g < 2 * GUESSES / 3)
+			guess.key = lb.key + (uint64_t)(g - GUESSES / 2);
+		else
+			guess.key = la.key ^ (1ULL << (g % 64));
+		if (guess.key == la.key || guess.key == lb.key)
+			continue; /* not a guess: A's own key, or B's own lease */
+		ck_assert_int_eq(ops->chan_open(b, &chb), 0); /* a refusal may end the channel */
+		memset(xb.p, 0, 4096);
+		if (xfer(chb, false, &xb, 0, 4096, &guess, 0, 4096, 10) == 0) {
+			served++;
+			ck_assert_msg(memcmp(xa.p, xb.p, 4096) != 0,
+				      "%s: key %llx (a guess) read client A's lease", s.prov,
+				      (unsigned long long)guess.key);
+		}
+		ops->chan_close(chb);
+	}
+	ck_assert_msg(served == 0, "%s: %d of %d guessed keys were served", s.prov, served, GUESSES);
+	ops->chan_close(cha);
+	buf_free(&xa);
+	buf_free(&xb);
+	ops->close(a);
+	ops->close(b);
 	srv_done(&s);
 }
 END_TEST
@@ -1553,6 +1611,7 @@ static Suite *tieredd_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, rma_roundtrip, 0, np);
 	tcase_add_loop_test(tc, key_reaches_only_its_lease, 0, np);
+	tcase_add_loop_test(tc, guessed_keys_refused, 0, np);
 	tcase_add_loop_test(tc, scrubbed_between_clients, 0, np);
 	tcase_add_loop_test(tc, killed_server_fails_fast, 0, np);
 	suite_add_tcase(s, tc);
