@@ -521,6 +521,8 @@ void client_accept(struct server *s, int fd)
 	}
 	if (getpeername(fd, (struct sockaddr *)&peer, &sl) == 0 && peer.sin_family == AF_INET)
 		inet_ntop(AF_INET, &peer.sin_addr, addr, sizeof addr);
+	else
+		peer.sin_port = 0; /* a peer already reset (ENOTCONN): "?:0", not stack garbage */
 	snprintf(c->peer, sizeof c->peer, "%s:%u", addr, ntohs(peer.sin_port));
 	c->fd = fd;
 	c->state = C_HELLO;
