@@ -74,7 +74,7 @@ bench_fault_bench_CFLAGS = -std=gnu11 $(WARN_CFLAGS)
 bench_fault_bench_LDFLAGS =
 bench_fault_bench_LDADD = libtiered.la
 
-EXTRA_DIST += bench/run-fault.sh
+EXTRA_DIST += bench/run-fault.sh bench/run-replicas.sh
 CLEANFILES += bench/fault-results.md
 
 # kv_bench: a key-value working set 4x the DRAM budget, Zipf requests and a
