@@ -792,17 +792,40 @@ static void retire(struct lease *g, int j, bool release)
  * new_group -- a new lease group: a lease from each of copies_wanted()
  * servers chosen by pick_server.  g_pass_lock and g_rem.lock held.
  */
+/*
+ * vacant -- g has no member and holds no block (trimmed, or every block of a
+ * lost group was freed since): new_group may use its entry again.
+ * g_pass_lock held.
+ */
+static bool vacant(const struct lease *g)
+{
+	for (int j = 0; j < MAX_MEMBERS; j++)
+		if (mstate(g, j) != M_NONE)
+			return false;
+	pthread_mutex_lock(&g_slot_lock);
+	bool v = g->bits && g->free_pages == g_rem.ppl;
+	pthread_mutex_unlock(&g_slot_lock);
+	return v;
+}
+
 static int new_group(char *err, size_t errlen)
 {
-	unsigned k = ATOMIC_LOAD_RELAXED(&g_rem.nleases);
+	unsigned k = ATOMIC_LOAD_RELAXED(&g_rem.nleases), nl = k;
+	for (unsigned v = 0; v < nl; v++)
+		if (vacant(&g_rem.leases[v])) {
+			k = v;
+			break;
+		}
 	if (k >= MAX_LEASES) {
 		snprintf(err, errlen, "%u leases: the lease table is full", k);
 		return -ENOSPC;
 	}
 	struct lease *g = &g_rem.leases[k];
 	size_t words = (g_rem.ppl + 63) / 64;
-	uint64_t *bits = mmap(NULL, words * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-			      -1, 0);
+	uint64_t *bits = g->bits;
+	if (!bits)
+		bits = mmap(NULL, words * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			    -1, 0);
 	if (bits == MAP_FAILED)
 		return -ENOMEM;
 	int64_t now = (int64_t)mono_ns();
@@ -816,7 +839,8 @@ static int new_group(char *err, size_t errlen)
 			got++;
 	}
 	if (got == 0) {
-		munmap(bits, words * 8);
+		if (k == nl)
+			munmap(bits, words * 8);
 		return -ENOSPC;
 	}
 	if (got < want && !g_rem.short_warned) {
@@ -825,8 +849,12 @@ static int new_group(char *err, size_t errlen)
 			       "cop%s until more are up, then are copied again",
 		     want, got, got, got == 1 ? "y" : "ies");
 	}
+	if (k < nl)
+		return 0; /* an entry used again: its bits are all free */
+	pthread_mutex_lock(&g_slot_lock);
 	g->bits = bits;
 	g->free_pages = g_rem.ppl;
+	pthread_mutex_unlock(&g_slot_lock);
 	ATOMIC_STORE_RELEASE(&g_rem.nleases, k + 1);
 	return 0;
 }
@@ -1504,6 +1532,38 @@ static void sweep(unsigned s)
 	ATOMIC_STORE_RELEASE(&g_rem.srv[s].swept, true);
 }
 
+/*
+ * trim -- give back the leases of groups that hold no block, but one (the
+ * newest such, which new blocks fill next).  Without it every repair leaves
+ * groups behind (evictions meanwhile open new ones), and the servers fill up
+ * with empty leases.  g_pass_lock held.
+ */
+static void trim(void)
+{
+	unsigned nl = ATOMIC_LOAD_ACQUIRE(&g_rem.nleases);
+	bool kept = false;
+	for (unsigned k = nl; k-- > 0;) {
+		struct lease *g = &g_rem.leases[k];
+		bool has = false;
+		for (int j = 0; j < MAX_MEMBERS && !has; j++)
+			has = mstate(g, j) == M_READY || mstate(g, j) == M_FILLING;
+		if (!has || (long)k == g_rem.work)
+			continue;
+		pthread_mutex_lock(&g_slot_lock);
+		bool empty = g->free_pages == g_rem.ppl;
+		pthread_mutex_unlock(&g_slot_lock);
+		if (!empty)
+			continue;
+		if (!kept) {
+			kept = true;
+			continue;
+		}
+		for (int j = 0; j < MAX_MEMBERS; j++)
+			retire(g, j, srv_live(g->m[j].server));
+		tlog(LOG_DEBUG, "lease group %u holds nothing: its leases go back", k);
+	}
+}
+
 /* finish_retired -- give back retired members no read can be on any more */
 static void finish_retired(void)
 {
@@ -1742,6 +1802,7 @@ static void *remote_main(void *arg)
 				if (!srv_live(s) && !ATOMIC_LOAD_ACQUIRE(&g_rem.srv[s].swept))
 					sweep(s);
 			if (g_rem.work < 0 && plan_due) {
+				trim();
 				plan(now);
 				last_plan = now;
 			}

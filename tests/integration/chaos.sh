@@ -66,7 +66,12 @@ wait_restored() {
 		fi
 		sleep 0.2
 	done
-	tail -5 "$tmp/work.out"
+	grep '^t=' "$tmp/work.out" | tail -3
+	for _n in 1 2 3; do
+		eval "_p=\$port_$_n"
+		echo "server $_n: $("$tieredd" --status --listen 127.0.0.1 --port "$_p" \
+			--secret-file "$tmp/secret" 2>&1 | tr '\n' ' ')"
+	done
 	fail "the lease groups were not copied again within 120 s"
 }
 
