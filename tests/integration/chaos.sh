@@ -10,7 +10,8 @@
 #   - drained with `tieredd --drain` and then stopped (once in five);
 # the script waits until the library has seen it go and copied every lease
 # group again (degraded=0: replicas=2 survives one failure at a time), then
-# starts it again on its port after 0 to 3 seconds.  At the end the workload
+# starts it again on its port after 0 to 3 seconds and waits until the
+# library has connected to it again.  At the end the workload
 # verifies every page.  It passes with zero corrupted bytes and no lease
 # group ever without a copy, and says how many kills and drains it survived.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/common.sh"
@@ -115,7 +116,16 @@ while [ "$(date +%s)" -lt "$end" ]; do
 	echo "chaos: t=$(field t 2>/dev/null)$(grep '^t=' "$tmp/work.out" | tail -1 | sed 's/^t=[0-9]*//') (server $n $what)"
 	grep -q ' lost=[1-9]' "$tmp/work.out" && fail "a lease group lost every copy"
 	sleep "$(rand 4)"
+	back=$(($(field reconnects) + 1))
 	start "$n" "$port"
+	# the library must be connected to it again before the next kill, or
+	# that kill would not be a loss it sees (it retries every 5 s at most)
+	for _i in $(seq 150); do
+		[ "$(field reconnects)" -ge "$back" ] 2>/dev/null && break
+		sleep 0.2
+	done
+	[ "$(field reconnects)" -ge "$back" ] 2>/dev/null ||
+		fail "the library did not connect to server $n again within 30 s"
 done
 
 touch "$tmp/stop"

@@ -12,7 +12,7 @@
  * or STOPFILE exists.  Once a second it prints one line:
  *
  *   t=12 ops=81234 bad=0 remote=50331648 degraded=0 lost=0 copies=3 moved=0
- *   failover=1 lost_servers=1 worst_ms=35.2
+ *   failover=1 lost_servers=1 reconnects=0 worst_ms=35.2
  *
  * (remote: bytes the library has evicted and not fetched back, from
  * stats.remote.resident; worst_ms: the slowest access of that second).  An
@@ -169,7 +169,7 @@ int main(int argc, char **argv)
 		}
 		int64_t w = atomic_exchange(&worst, 0);
 		printf("t=%ld ops=%ld bad=%ld remote=%llu degraded=%llu lost=%llu copies=%llu "
-		       "moved=%llu failover=%llu lost_servers=%llu worst_ms=%.1f\n",
+		       "moved=%llu failover=%llu lost_servers=%llu reconnects=%llu worst_ms=%.1f\n",
 		       sec, atomic_load(&ops), atomic_load(&bad),
 		       (unsigned long long)stat("stats.remote.resident_bytes"),
 		       (unsigned long long)stat("remote.degraded_leases"),
@@ -177,7 +177,8 @@ int main(int argc, char **argv)
 		       (unsigned long long)stat("remote.copies_made"),
 		       (unsigned long long)stat("remote.copies_moved"),
 		       (unsigned long long)stat("remote.failover_reads"),
-		       (unsigned long long)stat("remote.servers_lost"), w / 1e6);
+		       (unsigned long long)stat("remote.servers_lost"),
+		       (unsigned long long)stat("remote.reconnects"), w / 1e6);
 		if (sec >= seconds || (stopfile && access(stopfile, F_OK) == 0))
 			break;
 	}
