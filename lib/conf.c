@@ -100,6 +100,11 @@ TIERED_HIDDEN const struct conf_def g_conf_defs[] = {
 	 "copies of each evicted block, each on a different server named by remote (1 to 4); "
 	 "with 2 or more, a server that dies loses nothing: reads go to another copy and the "
 	 "lost copies are made again on the servers left"},
+	{"server_timeout_ms", CONF_INT, "3000", 0, 600000, NULL, 0, OFF(server_timeout_ms),
+	 "a memory server named by remote that has not answered a heartbeat (sent after a quarter "
+	 "of this without a word from it) within this many milliseconds is taken for gone, as one "
+	 "whose connection closed is (a stopped server or a cut network closes nothing); 0: only "
+	 "a closed connection tells"},
 	{"spawn_capacity", CONF_SIZE, "4G", 2 << 20, 1LL << 50, NULL, 0, OFF(spawn_capacity),
 	 "capacity of the tieredd that remote=spawn starts (bytes or % of physical memory)"},
 	{"spawn_provider", CONF_ENUM, "tcp", 0, 1, spawn_providers, 0, OFF(spawn_provider),

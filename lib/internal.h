@@ -111,6 +111,7 @@ struct tiered_conf {
 	int evict_batch;		   /* blocks written back together */
 	size_t lease_size;		   /* bytes asked of the server at a time */
 	int replicas;			   /* copies of each evicted block, on distinct servers */
+	int server_timeout_ms;		   /* unanswered heartbeat: the server is gone */
 	size_t spawn_capacity;		   /* capacity of a spawned tieredd */
 	int spawn_provider;		   /* 0 tcp, 1 shm */
 	char tieredd_path[CONF_STRING_MAX]; /* spawn: the server program ("": found) */

@@ -73,8 +73,9 @@ struct server {
 	_Atomic bool swept;  /* since it died, its members are retired: it may reconnect */
 	_Atomic bool draining; /* announced by the server (tieredd --drain) */
 	_Atomic bool local_drain; /* asked through tiered_ctl remote.drain */
-	int64_t retry_at;    /* ns: next reconnect attempt */
-	int retry_ms;
+	int64_t retry_at;    /* ns: next reconnect attempt (tiered-rconn's) */
+	int retry_ms;	     /* tiered-rconn's */
+	struct sconn *_Atomic fresh; /* opened by tiered-rconn, to install */
 	_Atomic unsigned members; /* READY or FILLING members on it (changed under g_pass_lock) */
 };
 
@@ -128,6 +129,8 @@ static struct {
 	size_t work_cursor;  /* pages of the work group copied so far */
 	struct rio *mio;     /* the maintenance thread's transfers */
 	_Atomic unsigned retiring;
+	bool all_silent;      /* no server answers heartbeats (said once); tiered-rwatch */
+	int64_t unanswered_ns; /* when none last answered; tiered-rwatch */
 } g_rem = {.lock = PTHREAD_MUTEX_INITIALIZER, .work = -1};
 
 static pthread_mutex_t g_slot_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -397,12 +400,8 @@ static int add_server(const struct remote_target *t)
 	return (int)n;
 }
 
-/*
- * connect_server -- (re)connect server i; on success it is live again.  Its
- * previous connection, if any, is retired (closed once no channel is on it).
- * Maintenance thread, or bring-up.
- */
-static int connect_server(unsigned i, bool quiet)
+/* open_conn -- a new connection to server i (not installed); 0 or a negative errno */
+static int open_conn(unsigned i, bool quiet, struct sconn **out)
 {
 	char err[512];
 	struct server *s = &g_rem.srv[i];
@@ -417,6 +416,18 @@ static int connect_server(unsigned i, bool quiet)
 			tlog(LOG_WARN, "remote tier %s: %s", s->name, err);
 		return rc;
 	}
+	*out = sc;
+	return 0;
+}
+
+/*
+ * install_conn -- sc becomes server i's connection, and i is live again.
+ * Its previous connection, if any, is retired (closed once no channel is on
+ * it).  Maintenance thread, or bring-up.
+ */
+static void install_conn(unsigned i, struct sconn *sc)
+{
+	struct server *s = &g_rem.srv[i];
 	pthread_mutex_lock(&g_conn_lock);
 	struct sconn *old = ATOMIC_LOAD_RELAXED(&s->cur);
 	if (old) {
@@ -430,8 +441,16 @@ static int connect_server(unsigned i, bool quiet)
 	ATOMIC_STORE_RELAXED(&s->draining, ctl && atomic_load(&ctl->draining));
 	ATOMIC_STORE_RELAXED(&s->swept, false);
 	ATOMIC_STORE_RELEASE(&s->dead, false);
-	s->retry_ms = 0;
-	return 0;
+}
+
+/* connect_server -- open_conn and install_conn; bring-up only */
+static int connect_server(unsigned i, bool quiet)
+{
+	struct sconn *sc;
+	int rc = open_conn(i, quiet, &sc);
+	if (rc == 0)
+		install_conn(i, sc);
+	return rc;
 }
 
 static void give_up(const char *why)
@@ -441,6 +460,8 @@ static void give_up(const char *why)
 }
 
 static void *remote_main(void *arg);
+static void *watch_main(void *arg);
+static void *rconn_main(void *arg);
 
 /* live_conn -- server s's current connection while it is live, else NULL */
 static struct sconn *live_conn(unsigned s)
@@ -541,9 +562,12 @@ int remote_ensure(void)
 	}
 	g_rem.owner = getpid();
 	ATOMIC_STORE_RELEASE(&g_rem.state, RS_UP);
-	if (runtime_thread_start(remote_main, NULL, "tiered-remote") != 0)
-		tlog(LOG_WARN, "cannot start the remote maintenance thread: lost copies are not "
-			       "restored and drains are not followed");
+	if (runtime_thread_start(remote_main, NULL, "tiered-remote") != 0 ||
+	    runtime_thread_start(watch_main, NULL, "tiered-rwatch") != 0 ||
+	    (!g_rem.spawned && runtime_thread_start(rconn_main, NULL, "tiered-rconn") != 0))
+		tlog(LOG_WARN, "cannot start the remote maintenance threads: lost copies may not "
+			       "be restored, dead servers not seen nor reconnected, drains not "
+			       "followed");
 	tlog(LOG_INFO, "remote tier up: %u of %u server(s), first %s%s, replicas %d", up,
 	     g_rem.nsrv, g_rem.srv[0].name, g_rem.spawned ? " (spawned)" : "",
 	     CONF_LOAD(g_conf.replicas));
@@ -1238,6 +1262,28 @@ static int xfer(struct rio *io, struct xop *x, size_t n, bool write,
 		}
 		idle = got == 0;
 		if (got == 0 && completed < n) {
+			/*
+			 * A server taken for gone (its heartbeat unanswered) answers
+			 * nothing more: what waits on it fails now, and the channel
+			 * closes, so that no late byte lands in the staging buffer.
+			 */
+			for (unsigned s = 0; s < MAX_SERVERS; s++) {
+				if (!(used_mask & (1u << s)) || srv_live(s))
+					continue;
+				for (size_t i = 0; i < posted; i++)
+					if (x[i].status == 1 && x[i].srv == s) {
+						x[i].status = -ECONNRESET;
+						completed++;
+						if (!first_err)
+							first_err = -ECONNRESET;
+						if (done)
+							done(i, arg);
+					}
+				used_mask &= ~(1u << s);
+				chan_drop(io, s);
+			}
+			if (completed == n)
+				break;
 			struct timespec t1;
 			clock_gettime(CLOCK_MONOTONIC, &t1);
 			long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
@@ -1462,19 +1508,39 @@ int rio_read(struct rio *io, struct rio_item *it, size_t n, void (*done)(size_t,
 #define COPY_PIECE (2UL << 20)	    /* one transfer of a copy */
 #define RETRY_MAX_MS 5000	    /* reconnect attempts back off to this */
 #define REBALANCE_PAUSE_MS 200	    /* between chunks of a rebalancing move: gradual */
+#define WATCH_MS 50		    /* heartbeats and notices (tiered-rwatch) */
+#define RCONN_TICK_MS 50	    /* reconnect attempts due (tiered-rconn) */
 
-/* health -- notices and deaths on every live server's control connection */
+/*
+ * health -- notices, heartbeats and deaths on every live server's control
+ * connection.  A server silent for server_timeout_ms is taken for gone only
+ * while another one answers (heard from within half of it: one answering
+ * its heartbeats is heard every quarter), and has for half of it (after
+ * every server paused, the last to resume must not be taken for gone).
+ * When none answers, the trouble is more likely this machine's own
+ * network, and losing every copy at once is worse than waiting (the
+ * connections themselves fail after about 16 s of silence).  tiered-rwatch.
+ */
 static void health(void)
 {
+	unsigned silent = 0;
+	bool answering = false;
+	int tmo = g_conf.server_timeout_ms;
 	for (unsigned s = 0; s < ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv); s++) {
 		struct sconn *sc = live_conn(s);
 		struct remote_ctl *ctl = sc ? sc->ops->ctl(sc->conn) : NULL;
 		if (!ctl)
 			continue;
-		if (rctl_poll_notice(ctl) < 0) {
+		int64_t quiet;
+		int h = rctl_heartbeat(ctl, tmo, &quiet);
+		if (h < 0) {
 			server_down(s);
 			continue;
 		}
+		if (h > 0)
+			silent |= 1u << s;
+		else if (quiet < tmo / 2)
+			answering = true;
 		bool d = atomic_load(&ctl->draining);
 		if (d != ATOMIC_LOAD_RELAXED(&g_rem.srv[s].draining)) {
 			ATOMIC_STORE_RELAXED(&g_rem.srv[s].draining, d);
@@ -1483,6 +1549,31 @@ static void health(void)
 					 : "memory server %s is no longer draining",
 			     g_rem.srv[s].name);
 		}
+	}
+	int64_t now = (int64_t)mono_ns();
+	if (silent && !answering) {
+		if (!g_rem.all_silent)
+			tlog(LOG_WARN, "no memory server has answered for %d ms (server_timeout_ms): "
+				       "waiting for them, as this machine's own network may be the "
+				       "trouble",
+			     tmo);
+		g_rem.all_silent = true;
+	}
+	if (!answering)
+		g_rem.unanswered_ns = now;
+	/* after a time when none answered, give the late ones as long again to be heard */
+	if (!silent || now - g_rem.unanswered_ns < (int64_t)tmo * 500000)
+		return;
+	g_rem.all_silent = false;
+	for (unsigned s = 0; silent && s < ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv); s++) {
+		struct sconn *sc = (silent & (1u << s)) ? live_conn(s) : NULL;
+		if (!sc)
+			continue;
+		tlog(LOG_WARN, "memory server %s has not answered for %d ms (server_timeout_ms) while "
+			       "others do: it is taken for gone (stopped, or the network to it cut)",
+		     g_rem.srv[s].name, g_conf.server_timeout_ms);
+		rctl_give_up(sc->ops->ctl(sc->conn));
+		server_down(s);
 	}
 }
 
@@ -1755,32 +1846,75 @@ static void free_retired_conns(void)
 	}
 }
 
-/* reconnect -- try the servers that are down (swept), backing off to RETRY_MAX_MS */
-static bool reconnect(int64_t now)
+/*
+ * reconnect -- install the connections tiered-rconn opened to servers that
+ * were down.  true when one came back.
+ */
+static bool reconnect(void)
 {
 	bool any = false;
-	if (g_rem.spawned)
-		return false; /* a private server that died does not come back */
 	for (unsigned s = 0; s < ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv); s++) {
 		struct server *sv = &g_rem.srv[s];
-		if (srv_live(s) || !ATOMIC_LOAD_ACQUIRE(&sv->swept) || now < sv->retry_at)
+		if (!ATOMIC_LOAD_ACQUIRE(&sv->fresh))
 			continue;
+		struct sconn *sc = atomic_exchange_explicit(&sv->fresh, NULL, memory_order_acq_rel);
 		bool first = ATOMIC_LOAD_RELAXED(&sv->cur) == NULL;
-		if (connect_server(s, true) == 0) {
-			ATOMIC_ADD_RELAXED(&g_reconnects, 1);
-			TRACE(server_up, s, sv->name);
-			tlog(first ? LOG_INFO : LOG_WARN,
-			     "memory server %s is %s: new blocks and rebalancing use it", sv->name,
-			     first ? "up" : "back");
-			any = true;
-			continue;
-		}
-		sv->retry_ms = sv->retry_ms ? sv->retry_ms * 2 : 250;
-		if (sv->retry_ms > RETRY_MAX_MS)
-			sv->retry_ms = RETRY_MAX_MS;
-		sv->retry_at = now + (int64_t)sv->retry_ms * 1000000;
+		install_conn(s, sc);
+		ATOMIC_ADD_RELAXED(&g_reconnects, 1);
+		TRACE(server_up, s, sv->name);
+		tlog(first ? LOG_INFO : LOG_WARN,
+		     "memory server %s is %s: new blocks and rebalancing use it", sv->name,
+		     first ? "up" : "back");
+		any = true;
 	}
 	return any;
+}
+
+/*
+ * rconn_main -- the tiered-rconn thread: connect again to the servers that
+ * are down (and swept), backing off to RETRY_MAX_MS.  A connect can block
+ * for seconds (a cut network drops the SYN, a stopped server never sends
+ * its challenge): here it holds up neither the heartbeats nor the copies.
+ */
+static void *rconn_main(void *arg)
+{
+	(void)arg;
+	runtime_thread_enter();
+	for (;;) {
+		int64_t now = (int64_t)mono_ns();
+		for (unsigned s = 0; s < ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv); s++) {
+			struct server *sv = &g_rem.srv[s];
+			if (srv_live(s) || !ATOMIC_LOAD_ACQUIRE(&sv->swept) ||
+			    ATOMIC_LOAD_ACQUIRE(&sv->fresh) || now < sv->retry_at)
+				continue;
+			struct sconn *sc;
+			if (open_conn(s, true, &sc) == 0) {
+				sv->retry_ms = 0;
+				ATOMIC_STORE_RELEASE(&sv->fresh, sc);
+				continue;
+			}
+			sv->retry_ms = sv->retry_ms ? sv->retry_ms * 2 : 250;
+			if (sv->retry_ms > RETRY_MAX_MS)
+				sv->retry_ms = RETRY_MAX_MS;
+			sv->retry_at = (int64_t)mono_ns() + (int64_t)sv->retry_ms * 1000000;
+		}
+		struct timespec ts = {0, RCONN_TICK_MS * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+/* watch_main -- the tiered-rwatch thread: health() every WATCH_MS, never blocked by a transfer */
+static void *watch_main(void *arg)
+{
+	(void)arg;
+	runtime_thread_enter();
+	for (;;) {
+		health();
+		struct timespec ts = {0, WATCH_MS * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
 }
 
 static void *remote_main(void *arg)
@@ -1791,7 +1925,6 @@ static void *remote_main(void *arg)
 	int64_t last_plan = 0;
 	for (;;) {
 		int64_t now = (int64_t)mono_ns();
-		health();
 		bool sweep_due = false;
 		for (unsigned s = 0; s < ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv); s++)
 			sweep_due |= !srv_live(s) && !ATOMIC_LOAD_ACQUIRE(&g_rem.srv[s].swept);
@@ -1812,7 +1945,7 @@ static void *remote_main(void *arg)
 		}
 		finish_retired();
 		free_retired_conns();
-		if (reconnect(now))
+		if (reconnect())
 			last_plan = 0;
 		int ms = MAINT_MS;
 		if (g_rem.work >= 0)

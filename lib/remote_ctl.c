@@ -11,6 +11,11 @@
  * The server's one unasked message is the DRAIN notice (tieredd --drain):
  * tdp_request skips it while it waits for a reply and tells us its mode;
  * rctl_poll_notice reads those that arrive between requests.
+ *
+ * A cut network or a stopped server closes no socket: rctl_heartbeat sends
+ * a STATS_REQ when the server has been quiet a while, without waiting for
+ * the reply; the next call reads it, and a request of ours first takes it
+ * off the socket (await_ping_locked), so replies still pair with requests.
  */
 #include <errno.h>
 #include <poll.h>
@@ -95,6 +100,7 @@ int rctl_open(struct remote_ctl *ctl, const struct remote_target *t, const void 
 	pthread_mutex_init(&ctl->lock, NULL);
 	atomic_init(&ctl->dead, false);
 	atomic_init(&ctl->draining, false);
+	atomic_store(&ctl->heard_ns, (int64_t)mono_ns());
 	(void)rctl_poll_notice(ctl); /* a draining server sends DRAIN right behind WELCOME */
 	return 0;
 }
@@ -140,12 +146,13 @@ static void note_drain(struct remote_ctl *ctl, int mode)
 			: "the server stopped draining");
 }
 
-int rctl_poll_notice(struct remote_ctl *ctl)
+/*
+ * read_waiting_locked -- read and apply the messages already waiting on the
+ * socket: DRAIN notices, and the reply to our heartbeat.  Anything else, an
+ * end of stream or an error marks the connection dead.  ctl->lock held.
+ */
+static void read_waiting_locked(struct remote_ctl *ctl)
 {
-	if (atomic_load(&ctl->dead))
-		return -ECONNRESET;
-	if (pthread_mutex_trylock(&ctl->lock) != 0)
-		return 0; /* a request in progress: it reads the notices itself */
 	while (!atomic_load(&ctl->dead)) {
 		struct pollfd pfd = {.fd = ctl->fd, .events = POLLIN};
 		int n = poll(&pfd, 1, 0);
@@ -166,6 +173,10 @@ int rctl_poll_notice(struct remote_ctl *ctl)
 			atomic_store(&ctl->dead, true);
 		} else if (m.type == TDP_DRAIN) {
 			note_drain(ctl, (int)m.u.drain.mode);
+			atomic_store(&ctl->heard_ns, (int64_t)mono_ns());
+		} else if (m.type == TDP_STATS && ctl->ping_ns) {
+			ctl->ping_ns = 0;
+			atomic_store(&ctl->heard_ns, (int64_t)mono_ns());
 		} else {
 			bool e = m.type == TDP_ERROR;
 			tlog(LOG_WARN, "%s: protocol error: the server sent %s%s%s unasked",
@@ -174,8 +185,80 @@ int rctl_poll_notice(struct remote_ctl *ctl)
 			atomic_store(&ctl->dead, true);
 		}
 	}
+}
+
+int rctl_poll_notice(struct remote_ctl *ctl)
+{
+	int64_t quiet;
+	return rctl_heartbeat(ctl, 0, &quiet) < 0 ? -ECONNRESET : 0;
+}
+
+int rctl_heartbeat(struct remote_ctl *ctl, int timeout_ms, int64_t *quiet_ms)
+{
+	*quiet_ms = ((int64_t)mono_ns() - atomic_load(&ctl->heard_ns)) / 1000000;
+	if (atomic_load(&ctl->dead))
+		return -ECONNRESET;
+	if (pthread_mutex_trylock(&ctl->lock) != 0)
+		return 0; /* a request in progress: it reads the notices itself */
+	read_waiting_locked(ctl);
+	bool overdue = false;
+	if (timeout_ms > 0 && !atomic_load(&ctl->dead)) {
+		int64_t now = (int64_t)mono_ns(), limit = (int64_t)timeout_ms * 1000000;
+		int64_t heard = atomic_load(&ctl->heard_ns);
+		*quiet_ms = (now - heard) / 1000000;
+		if (ctl->ping_ns && now - heard >= limit) {
+			overdue = true;
+		} else if (!ctl->ping_ns && now - heard >= limit / 4) {
+			struct tdp_msg req = {.type = TDP_STATS_REQ};
+			int rc = tdp_send_msg(ctl->fd, &req, REPORT_MS);
+			if (rc < 0) {
+				tlog(LOG_DEBUG, "%s: heartbeat: send failed: %s", ctl->name,
+				     strerror(-rc));
+				atomic_store(&ctl->dead, true);
+			} else {
+				ctl->ping_ns = now;
+			}
+		}
+	}
 	pthread_mutex_unlock(&ctl->lock);
-	return atomic_load(&ctl->dead) ? -ECONNRESET : 0;
+	if (atomic_load(&ctl->dead))
+		return -ECONNRESET;
+	return overdue ? 1 : 0;
+}
+
+void rctl_give_up(struct remote_ctl *ctl)
+{
+	atomic_store(&ctl->dead, true);
+}
+
+/*
+ * await_ping_locked -- the reply to the heartbeat in flight, before a
+ * request of ours goes out (replies come in order).  ctl->lock held.
+ */
+static int await_ping_locked(struct remote_ctl *ctl, int timeout_ms, char *err, size_t errlen)
+{
+	int64_t deadline = (int64_t)mono_ns() + (int64_t)timeout_ms * 1000000;
+	while (ctl->ping_ns) {
+		int64_t left = (deadline - (int64_t)mono_ns()) / 1000000;
+		struct tdp_msg m;
+		char why[300];
+		int rc = tdp_recv_msg(ctl->fd, &m, left > 0 ? (int)left : 0, why, sizeof why);
+		if (rc < 0) {
+			snprintf(err, errlen, "heartbeat: %s",
+				 rc == -ETIMEDOUT ? "no reply in time" : why);
+			return rc;
+		}
+		if (m.type == TDP_DRAIN) {
+			note_drain(ctl, (int)m.u.drain.mode);
+		} else if (m.type == TDP_STATS) {
+			ctl->ping_ns = 0;
+		} else {
+			snprintf(err, errlen, "protocol error: %s where the heartbeat's STATS was due",
+				 tdp_type_name(m.type));
+			return -EPROTO;
+		}
+	}
+	return 0;
 }
 
 int rctl_check(struct remote_ctl *ctl)
@@ -205,9 +288,14 @@ static int ctl_request(struct remote_ctl *ctl, const struct tdp_msg *req, uint16
 	}
 	int notice = -1;
 	pthread_mutex_lock(&ctl->lock);
-	int rc = tdp_request(ctl->fd, req, want, reply, CTRL_MS, err, errlen, &notice);
+	reply->type = 0;
+	int rc = await_ping_locked(ctl, CTRL_MS, err, errlen);
+	if (rc == 0)
+		rc = tdp_request(ctl->fd, req, want, reply, CTRL_MS, err, errlen, &notice);
 	if (rc < 0 && reply->type != TDP_ERROR)
 		ctl_broken(ctl, rc);
+	else
+		atomic_store(&ctl->heard_ns, (int64_t)mono_ns());
 	if (notice >= 0)
 		note_drain(ctl, notice); /* under the lock: notices apply in their order */
 	pthread_mutex_unlock(&ctl->lock);

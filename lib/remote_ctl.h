@@ -31,6 +31,8 @@ struct remote_ctl {
 	atomic_bool draining; /* the server announced it drains: move blocks off, release leases */
 	char name[REMOTE_HOST_MAX + 32]; /* "verbs://10.0.0.1:7411" */
 	uint64_t client_id, capacity, client_limit; /* from WELCOME */
+	int64_t ping_ns;  /* when the heartbeat awaiting its reply went out; 0: none (lock) */
+	_Atomic int64_t heard_ns; /* when the server last said anything (written under lock) */
 };
 
 /*
@@ -70,6 +72,19 @@ RCTL_HIDDEN int rctl_check(struct remote_ctl *ctl);
  * other message, marks the connection dead.  0, or -ECONNRESET once dead.
  */
 RCTL_HIDDEN int rctl_poll_notice(struct remote_ctl *ctl);
+/*
+ * rctl_poll_notice, and a liveness check: a cut network or a stopped server
+ * closes no socket, so a heartbeat (a STATS_REQ) goes out once the server
+ * has said nothing for timeout_ms / 4.  1 once it has been silent for
+ * timeout_ms with a heartbeat unanswered (whether that makes it gone is
+ * the caller's call: rctl_give_up), else 0, or -ECONNRESET once dead.
+ * timeout_ms 0: notices only.  Like rctl_poll_notice it never waits:
+ * behind a request in progress it only reports (that request has its own
+ * deadline).  *quiet_ms: how long the server has been silent.
+ */
+RCTL_HIDDEN int rctl_heartbeat(struct remote_ctl *ctl, int timeout_ms, int64_t *quiet_ms);
+/* Take the server for gone: the connection is dead from now on. */
+RCTL_HIDDEN void rctl_give_up(struct remote_ctl *ctl);
 /*
  * The same from the data path: never waits behind a control request (a
  * thread holding the lock will see a dead socket itself).  true: gone.
