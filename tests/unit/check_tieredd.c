@@ -494,54 +494,6 @@ START_TEST(guessed_keys_refused)
 }
 END_TEST
 
-/*
- * Client B holding client A's exact lease (address and key, as if it had
- * learned them) reaches nothing: each client has a domain of its own, where
- * A's key does not exist.  Neither a read nor a write goes through, and A's
- * bytes stay as A wrote them.
- */
-START_TEST(other_clients_key_refused)
-{
-	struct srv s;
-	START(&s, "-c", "64M");
-	if (strcmp(s.prov, "shm") == 0) {
-		srv_done(&s);
-		unit_skip("shm: keys do not confine a client to its leases (CMA); not tested");
-		return;
-	}
-	struct remote_conn *a = conn(&s), *b = conn(&s);
-	struct remote_lease la = lease(a, 2 * MiB);
-	struct rbuf xa = buf_new(a, 2 * MiB), xb = buf_new(b, 2 * MiB);
-	struct remote_chan *cha, *chb;
-	ck_assert_int_eq(ops->chan_open(a, &cha), 0);
-	fill(xa.p, 8192, 11);
-	ck_assert_int_eq(xfer(cha, true, &xa, 0, 8192, &la, 0, 4096, 10), 0);
-
-	ck_assert_int_eq(ops->chan_open(b, &chb), 0);
-	memset(xb.p, 0, 4096);
-	int rd = xfer(chb, false, &xb, 0, 4096, &la, 0, 4096, 10);
-	ck_assert_msg(rd != 0 || memcmp(xa.p, xb.p, 4096) != 0,
-		      "%s: client B read client A's lease with A's key", s.prov);
-	ops->chan_close(chb);
-	ck_assert_int_eq(ops->chan_open(b, &chb), 0);
-	memset(xb.p, 0xee, 4096);
-	(void)xfer(chb, true, &xb, 0, 4096, &la, 0, 4096, 10);
-	ops->chan_close(chb);
-
-	memset(xa.p + 8192, 0, 8192);
-	ck_assert_int_eq(xfer(cha, false, &xa, 8192, 8192, &la, 0, 4096, 10), 0);
-	ck_assert_msg(memcmp(xa.p, xa.p + 8192, 8192) == 0,
-		      "%s: client B's write with A's key changed A's lease", s.prov);
-	ck_assert_msg(rd != 0, "%s: B's read of A's lease completed (with other bytes)", s.prov);
-	ops->chan_close(cha);
-	buf_free(&xa);
-	buf_free(&xb);
-	ops->close(a);
-	ops->close(b);
-	srv_done(&s);
-}
-END_TEST
-
 START_TEST(scrubbed_between_clients)
 {
 	struct srv s;
@@ -1660,7 +1612,6 @@ static Suite *tieredd_suite(void)
 	tcase_add_loop_test(tc, rma_roundtrip, 0, np);
 	tcase_add_loop_test(tc, key_reaches_only_its_lease, 0, np);
 	tcase_add_loop_test(tc, guessed_keys_refused, 0, np);
-	tcase_add_loop_test(tc, other_clients_key_refused, 0, np);
 	tcase_add_loop_test(tc, scrubbed_between_clients, 0, np);
 	tcase_add_loop_test(tc, killed_server_fails_fast, 0, np);
 	suite_add_tcase(s, tc);
