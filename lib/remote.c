@@ -77,6 +77,7 @@ struct server {
 	int retry_ms;	     /* tiered-rconn's */
 	struct sconn *_Atomic fresh; /* opened by tiered-rconn, to install */
 	_Atomic unsigned members; /* READY or FILLING members on it (changed under g_pass_lock) */
+	_Atomic int64_t data_ns;  /* a transfer to it last completed (ns): alive, if slow to talk */
 };
 
 /*
@@ -1243,6 +1244,11 @@ static int xfer(struct rio *io, struct xop *x, size_t n, bool write,
 				used_mask &= ~(1u << s);
 				continue;
 			}
+			for (int j = 0; j < r; j++)
+				if (cqe[j].status == 0) {
+					ATOMIC_STORE_RELAXED(&g_rem.srv[s].data_ns, (int64_t)mono_ns());
+					break;
+				}
 			for (int j = 0; j < r; j++) {
 				size_t i = (size_t)(uintptr_t)cqe[j].ctx - 1;
 				if (i >= n || x[i].status != 1)
@@ -1515,7 +1521,8 @@ int rio_read(struct rio *io, struct rio_item *it, size_t n, void (*done)(size_t,
  * health -- notices, heartbeats and deaths on every live server's control
  * connection.  A server silent for server_timeout_ms is taken for gone only
  * while another one answers (heard from within half of it: one answering
- * its heartbeats is heard every quarter), and has for half of it (after
+ * its heartbeats is heard every quarter; a transfer to it that completes
+ * counts as an answer), and has for half of it (after
  * every server paused, the last to resume must not be taken for gone).
  * When none answers, the trouble is more likely this machine's own
  * network, and losing every copy at once is worse than waiting (the
@@ -1526,6 +1533,7 @@ static void health(void)
 	unsigned silent = 0;
 	bool answering = false;
 	int tmo = g_conf.server_timeout_ms;
+	int64_t now = (int64_t)mono_ns();
 	for (unsigned s = 0; s < ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv); s++) {
 		struct sconn *sc = live_conn(s);
 		struct remote_ctl *ctl = sc ? sc->ops->ctl(sc->conn) : NULL;
@@ -1537,6 +1545,12 @@ static void health(void)
 			server_down(s);
 			continue;
 		}
+		/* a server whose transfers complete is alive, however late its answers */
+		int64_t data_quiet = (now - ATOMIC_LOAD_RELAXED(&g_rem.srv[s].data_ns)) / 1000000;
+		if (data_quiet < quiet)
+			quiet = data_quiet;
+		if (h > 0 && data_quiet < tmo)
+			h = 0;
 		if (h > 0)
 			silent |= 1u << s;
 		else if (quiet < tmo / 2)
@@ -1550,7 +1564,6 @@ static void health(void)
 			     g_rem.srv[s].name);
 		}
 	}
-	int64_t now = (int64_t)mono_ns();
 	if (silent && !answering) {
 		if (!g_rem.all_silent)
 			tlog(LOG_WARN, "no memory server has answered for %d ms (server_timeout_ms): "
