@@ -6,12 +6,14 @@
 # Three tieredd on 127.0.0.1 (tcp) and replica_work (64 MiB over a 16 MiB
 # DRAM budget, replicas=2).  Until the time is up, every 2 to 6 seconds one
 # server, chosen at random among those running, is
-#   - killed with SIGKILL (four times in five), or
+#   - killed with SIGKILL (three times in five),
+#   - stopped with SIGSTOP (once in five): silent, closing nothing, as
+#     behind a cut network; only the library's heartbeat finds it, or
 #   - drained with `tieredd --drain` and then stopped (once in five);
 # the script waits until the library has seen it go and copied every lease
 # group again (degraded=0: replicas=2 survives one failure at a time), then
-# starts it again on its port after 0 to 3 seconds and waits until the
-# library has connected to it again.  At the end the workload
+# starts it again on its port (or continues it, SIGCONT) after 0 to 3
+# seconds and waits until the library has connected to it again.  At the end the workload
 # verifies every page.  It passes with zero corrupted bytes and no lease
 # group ever without a copy, and says how many kills and drains it survived.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/common.sh"
@@ -25,7 +27,10 @@ seconds=${CHAOS_SECONDS:-600}
 
 pids=
 cleanup() {
-	for p in $pids; do kill -9 "$p" 2>/dev/null; done
+	for p in $pids; do
+		kill -CONT "$p" 2>/dev/null
+		kill -9 "$p" 2>/dev/null
+	done
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -92,32 +97,41 @@ done
 [ "$(field remote)" -gt $((16 << 20)) ] 2>/dev/null || fail "no block went remote"
 
 end=$(($(date +%s) + seconds))
-kills=0 drains=0 lost=0
-echo "chaos: $seconds s of kills, drains and restarts of 3 servers"
+kills=0 stops=0 drains=0 lost=0
+echo "chaos: $seconds s of kills, stops, drains and restarts of 3 servers"
 while [ "$(date +%s)" -lt "$end" ]; do
 	sleep $((2 + $(rand 5)))
 	n=$(($(rand 3) + 1))
 	eval "p=\$pid_$n port=\$port_$n"
-	if [ "$(rand 5)" -eq 0 ]; then
+	dice=$(rand 5)
+	if [ "$dice" -eq 0 ]; then
 		"$tieredd" --drain --listen 127.0.0.1 --port "$port" --secret-file "$tmp/secret" \
 			--drain-timeout 120 >"$tmp/drain.out" 2>&1 ||
 			{ cat "$tmp/drain.out"; fail "tieredd --drain of server $n failed"; }
 		kill "$p"
 		drains=$((drains + 1))
 		what="drained and stopped"
+	elif [ "$dice" -eq 1 ]; then
+		kill -STOP "$p"
+		stops=$((stops + 1))
+		what="stopped (SIGSTOP)"
 	else
 		kill -9 "$p"
 		kills=$((kills + 1))
 		what="killed"
 	fi
-	wait "$p" 2>/dev/null
+	[ "$dice" -eq 1 ] || wait "$p" 2>/dev/null
 	lost=$((lost + 1))
 	wait_restored $lost
 	echo "chaos: t=$(field t 2>/dev/null)$(grep '^t=' "$tmp/work.out" | tail -1 | sed 's/^t=[0-9]*//') (server $n $what)"
 	grep -q ' lost=[1-9]' "$tmp/work.out" && fail "a lease group lost every copy"
 	sleep "$(rand 4)"
 	back=$(($(field reconnects) + 1))
-	start "$n" "$port"
+	if [ "$dice" -eq 1 ]; then
+		kill -CONT "$p"
+	else
+		start "$n" "$port"
+	fi
 	# the library must be connected to it again before the next kill, or
 	# that kill would not be a loss it sees (it retries every 5 s at most)
 	for _i in $(seq 150); do
@@ -135,5 +149,5 @@ grep -v '^slow access' "$tmp/work.out" | tail -3
 [ $rc -eq 0 ] || fail "replica_work found corrupted bytes (status $rc)"
 grep -q ' lost=[1-9]' "$tmp/work.out" && fail "a lease group lost every copy"
 [ $kills -gt 0 ] || fail "no server was killed"
-echo "chaos: survived $kills kill(s) and $drains drain(s) in $seconds s with 0 corrupted bytes"
+echo "chaos: survived $kills kill(s), $stops stop(s) and $drains drain(s) in $seconds s with 0 corrupted bytes"
 echo "PASS: $me"
