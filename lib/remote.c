@@ -1534,8 +1534,16 @@ static void health(void)
 	bool answering = false;
 	int tmo = g_conf.server_timeout_ms;
 	int64_t now = (int64_t)mono_ns();
-	for (unsigned s = 0; s < ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv); s++) {
-		struct sconn *sc = live_conn(s);
+	struct sconn *held[MAX_SERVERS] = {0};
+	unsigned ns = ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv);
+	/* held like a channel, so that no reconnect frees them under us */
+	pthread_mutex_lock(&g_conn_lock);
+	for (unsigned s = 0; s < ns; s++)
+		if ((held[s] = live_conn(s)))
+			held[s]->chans++;
+	pthread_mutex_unlock(&g_conn_lock);
+	for (unsigned s = 0; s < ns; s++) {
+		struct sconn *sc = held[s];
 		struct remote_ctl *ctl = sc ? sc->ops->ctl(sc->conn) : NULL;
 		if (!ctl)
 			continue;
@@ -1572,22 +1580,29 @@ static void health(void)
 			     tmo);
 		g_rem.all_silent = true;
 	}
+	if (!silent)
+		g_rem.all_silent = false;
 	if (!answering)
 		g_rem.unanswered_ns = now;
 	/* after a time when none answered, give the late ones as long again to be heard */
-	if (!silent || now - g_rem.unanswered_ns < (int64_t)tmo * 500000)
-		return;
-	g_rem.all_silent = false;
-	for (unsigned s = 0; silent && s < ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv); s++) {
-		struct sconn *sc = (silent & (1u << s)) ? live_conn(s) : NULL;
-		if (!sc)
-			continue;
-		tlog(LOG_WARN, "memory server %s has not answered for %d ms (server_timeout_ms) while "
-			       "others do: it is taken for gone (stopped, or the network to it cut)",
-		     g_rem.srv[s].name, g_conf.server_timeout_ms);
-		rctl_give_up(sc->ops->ctl(sc->conn));
-		server_down(s);
+	if (silent && now - g_rem.unanswered_ns >= (int64_t)tmo * 500000) {
+		g_rem.all_silent = false;
+		for (unsigned s = 0; s < ns; s++) {
+			if (!(silent & (1u << s)) || !srv_live(s))
+				continue;
+			tlog(LOG_WARN, "memory server %s has not answered for %d ms (server_timeout_ms) "
+				       "while others do: it is taken for gone (stopped, or the network "
+				       "to it cut)",
+			     g_rem.srv[s].name, tmo);
+			rctl_give_up(held[s]->ops->ctl(held[s]->conn));
+			server_down(s);
+		}
 	}
+	pthread_mutex_lock(&g_conn_lock);
+	for (unsigned s = 0; s < ns; s++)
+		if (held[s])
+			held[s]->chans--;
+	pthread_mutex_unlock(&g_conn_lock);
 }
 
 /* cancel_work -- the copy in progress stops; its filling member goes */

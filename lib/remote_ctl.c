@@ -21,6 +21,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -198,8 +199,10 @@ int rctl_heartbeat(struct remote_ctl *ctl, int timeout_ms, int64_t *quiet_ms)
 	*quiet_ms = ((int64_t)mono_ns() - atomic_load(&ctl->heard_ns)) / 1000000;
 	if (atomic_load(&ctl->dead))
 		return -ECONNRESET;
-	if (pthread_mutex_trylock(&ctl->lock) != 0)
-		return 0; /* a request in progress: it reads the notices itself */
+	if (pthread_mutex_trylock(&ctl->lock) != 0) {
+		/* a request in progress reads the notices itself; its reply is late? */
+		return timeout_ms > 0 && *quiet_ms >= timeout_ms ? 1 : 0;
+	}
 	read_waiting_locked(ctl);
 	bool overdue = false;
 	if (timeout_ms > 0 && !atomic_load(&ctl->dead)) {
@@ -229,6 +232,9 @@ int rctl_heartbeat(struct remote_ctl *ctl, int timeout_ms, int64_t *quiet_ms)
 void rctl_give_up(struct remote_ctl *ctl)
 {
 	atomic_store(&ctl->dead, true);
+	/* a request waiting on the socket ends now, not at its deadline; fd stays open */
+	if (ctl->fd >= 0)
+		(void)shutdown(ctl->fd, SHUT_RDWR);
 }
 
 /*

@@ -79,11 +79,11 @@ RCTL_HIDDEN int rctl_poll_notice(struct remote_ctl *ctl);
  * timeout_ms with a heartbeat unanswered (whether that makes it gone is
  * the caller's call: rctl_give_up), else 0, or -ECONNRESET once dead.
  * timeout_ms 0: notices only.  Like rctl_poll_notice it never waits:
- * behind a request in progress it only reports (that request has its own
- * deadline).  *quiet_ms: how long the server has been silent.
+ * behind a request in progress it only reports (1 once the server has been
+ * silent for timeout_ms).  *quiet_ms: how long the server has been silent.
  */
 RCTL_HIDDEN int rctl_heartbeat(struct remote_ctl *ctl, int timeout_ms, int64_t *quiet_ms);
-/* Take the server for gone: the connection is dead from now on. */
+/* Take the server for gone: the connection is dead from now on, and a request waiting on it fails. */
 RCTL_HIDDEN void rctl_give_up(struct remote_ctl *ctl);
 /*
  * The same from the data path: never waits behind a control request (a

@@ -20,6 +20,7 @@
 #      library connects to it again;
 #   4. the workload stops and verifies every page.
 # Needs root (a network namespace) and nft; skipped otherwise.
+# `make check-partition`; not part of `make check` (see tests/integration/local.mk).
 if [ -z "${TIERED_PARTITION_NETNS:-}" ]; then
 	me=$(basename "$0" .sh)
 	if [ "$(id -u)" != 0 ] || ! command -v unshare >/dev/null || ! command -v nft >/dev/null ||
