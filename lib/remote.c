@@ -1270,8 +1270,15 @@ static int xfer(struct rio *io, struct xop *x, size_t n, bool write,
 		if (got == 0 && completed < n) {
 			/*
 			 * A server taken for gone (its heartbeat unanswered) answers
-			 * nothing more: what waits on it fails now, and the channel
-			 * closes, so that no late byte lands in the staging buffer.
+			 * nothing more: what waits on it fails now.  The channel
+			 * stays open, its ops in flight as far as the backend knows
+			 * (it reports them failed itself, since the connection is
+			 * dead, and keeps them out of its pool); it is no longer
+			 * polled, so with manual progress no late byte lands in the
+			 * staging buffer, and it closes when the server's connection
+			 * is replaced, by then reachable (remote_fabric.c's chan_free
+			 * lets the provider finish first: libfabric crashes closing
+			 * an endpoint with RMA pending).
 			 */
 			for (unsigned s = 0; s < MAX_SERVERS; s++) {
 				if (!(used_mask & (1u << s)) || srv_live(s))
@@ -1286,7 +1293,6 @@ static int xfer(struct rio *io, struct xop *x, size_t n, bool write,
 							done(i, arg);
 					}
 				used_mask &= ~(1u << s);
-				chan_drop(io, s);
 			}
 			if (completed == n)
 				break;

@@ -51,6 +51,7 @@
 #define PROBE_NS 100000000LL /* look at the control socket every 100 ms while waiting */
 #define SPIN_NS 50000LL	     /* poll() spins this long before it sleeps */
 #define SLEEP_NS 20000	     /* the sleep between progress calls without a wait fd */
+#define DRAIN_NS 200000000LL /* a closing channel waits this long for its transfers */
 #define WAIT_SLICE_MS 20     /* longest block on a wait fd before probing again */
 #define CQ_BATCH 16
 #define OPS_MAX 4096
@@ -334,8 +335,53 @@ static void fab_dereg(void *handle)
 
 /* ---- channels ------------------------------------------------------------ */
 
-static void chan_free(struct remote_chan *ch)
+static int reap(struct remote_chan *ch, struct remote_cqe *cqe, int max);
+
+/* ops_held -- transfers the provider has not given back (in flight, or abandoned) */
+static size_t ops_held(const struct remote_chan *ch)
 {
+	size_t n = 0;
+	for (size_t i = 0; i < ch->nops; i++)
+		n += ch->ops[i].busy;
+	return n;
+}
+
+/*
+ * chan_free -- close ch; false when it had to be leaked instead.
+ *
+ * libfabric 1.17's tcp;ofi_rxm crashes in fi_close of an endpoint with RMA
+ * still pending (seen: the channel of a fault thread to a server behind a
+ * cut network, closed once the library had reconnected to it; SIGSEGV
+ * inside fi_close, core in partition.sh).  So the provider first gets up to
+ * DRAIN_NS to finish them (with the peer reachable again they complete or
+ * fail quickly); a channel still holding some is leaked, never closed.
+ */
+static bool chan_free(struct remote_chan *ch)
+{
+	size_t had = ch->ep && ch->ops ? ops_held(ch) : 0;
+	if (had > 0) {
+		int64_t start = now_ns(), end = start + DRAIN_NS;
+		struct remote_cqe cqe[16];
+		while (ops_held(ch) > 0 && now_ns() < end) {
+			int n = reap(ch, cqe, 16);
+			if (n < 0)
+				break;
+			if (n == 0) {
+				struct timespec ts = {0, SLEEP_NS};
+				nanosleep(&ts, NULL);
+			}
+		}
+		size_t held = ops_held(ch);
+		if (held > 0) {
+			tlog(LOG_DEBUG,
+			     "%s: a channel closes with %zu transfer(s) the provider still holds: "
+			     "leaking it (closing would crash libfabric)",
+			     ch->c->ctl.name, held);
+			return false;
+		}
+		tlog(LOG_DEBUG, "%s: a closing channel waited %.1f ms for %zu transfer(s)",
+		     ch->c->ctl.name, (double)(now_ns() - start) / 1e6, had);
+	}
 	if (ch->ep)
 		fi_close(&ch->ep->fid);
 	if (ch->av)
@@ -344,6 +390,7 @@ static void chan_free(struct remote_chan *ch)
 		fi_close(&ch->cq->fid);
 	free(ch->ops);
 	free(ch);
+	return true;
 }
 
 /* fab_chan_open -- an endpoint, its CQ (with a wait fd if the provider has one) and AV */
@@ -461,8 +508,9 @@ static void fab_chan_close(struct remote_chan *ch)
 {
 	if (!ch)
 		return;
-	atomic_fetch_sub(&ch->c->nchan, 1);
-	chan_free(ch);
+	struct remote_conn *c = ch->c;
+	if (chan_free(ch))
+		atomic_fetch_sub(&c->nchan, 1); /* a leaked channel keeps its connection */
 }
 
 /* ---- data path ----------------------------------------------------------- */

@@ -57,9 +57,10 @@ check-chaos: $(check_PROGRAMS) $(lib_LTLIBRARIES) $(sbin_PROGRAMS)
 
 # make check-partition: tests/integration/partition.sh (needs root and nft):
 # a network cut and stopped servers, found by the heartbeat.  Not part of
-# `make check` while the crash it found once in seven runs (replica_work
-# died of SIGSEGV just after a stopped server was taken for gone; not
-# reproduced under gdb) is not understood.
+# `make check` yet: it found a crash inside libfabric's fi_close of a
+# channel closed with RMA pending (two runs in about twenty; core file),
+# now guarded by remote_fabric.c's chan_free, whose drain-or-leak path no
+# run since has reached (9 runs), so it is not yet seen working.
 EXTRA_DIST += tests/integration/partition.sh
 check-partition: $(check_PROGRAMS) $(lib_LTLIBRARIES) $(sbin_PROGRAMS)
 	$(AM_TESTS_ENVIRONMENT) $(SHELL) $(srcdir)/tests/integration/partition.sh
