@@ -1224,6 +1224,15 @@ static int xfer(struct rio *io, struct xop *x, size_t n, bool write,
 		 * a sweep that found nothing, for the servers' threads.
 		 */
 		bool several = poll_mask & (poll_mask - 1);
+		/*
+		 * A server taken for gone (its heartbeat unanswered, or its
+		 * connection closed) has a dead control connection: the backend's
+		 * poll then reports what is in flight there as failed at once and
+		 * keeps those ops out of its pool.  Nothing polls the channel
+		 * after that, so with manual progress no late byte lands in the
+		 * staging buffer; it closes when the connection is replaced
+		 * (remote_fabric.c's chan_free lets the provider finish first).
+		 */
 		if (several && idle)
 			sched_yield();
 		for (unsigned s = 0; s < MAX_SERVERS; s++) {
@@ -1268,34 +1277,6 @@ static int xfer(struct rio *io, struct xop *x, size_t n, bool write,
 		}
 		idle = got == 0;
 		if (got == 0 && completed < n) {
-			/*
-			 * A server taken for gone (its heartbeat unanswered) answers
-			 * nothing more: what waits on it fails now.  The channel
-			 * stays open, its ops in flight as far as the backend knows
-			 * (it reports them failed itself, since the connection is
-			 * dead, and keeps them out of its pool); it is no longer
-			 * polled, so with manual progress no late byte lands in the
-			 * staging buffer, and it closes when the server's connection
-			 * is replaced, by then reachable (remote_fabric.c's chan_free
-			 * lets the provider finish first: libfabric crashes closing
-			 * an endpoint with RMA pending).
-			 */
-			for (unsigned s = 0; s < MAX_SERVERS; s++) {
-				if (!(used_mask & (1u << s)) || srv_live(s))
-					continue;
-				for (size_t i = 0; i < posted; i++)
-					if (x[i].status == 1 && x[i].srv == s) {
-						x[i].status = -ECONNRESET;
-						completed++;
-						if (!first_err)
-							first_err = -ECONNRESET;
-						if (done)
-							done(i, arg);
-					}
-				used_mask &= ~(1u << s);
-			}
-			if (completed == n)
-				break;
 			struct timespec t1;
 			clock_gettime(CLOCK_MONOTONIC, &t1);
 			long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
