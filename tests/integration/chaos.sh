@@ -20,43 +20,10 @@
 
 need_preload
 prog=$bindir/replica_work
-tieredd=$abs_top_builddir/server/tieredd
 [ -x "$prog" ] || fail "$prog is not built"
-[ -x "$tieredd" ] || fail "$tieredd is not built"
 seconds=${CHAOS_SECONDS:-600}
-
-pids=
-cleanup() {
-	for p in $pids; do
-		kill -CONT "$p" 2>/dev/null
-		kill -9 "$p" 2>/dev/null
-	done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/secret"
-chmod 600 "$tmp/secret"
-
-# start N PORT -- tieredd N on PORT (0: any); sets port_N and pid_N
-start() {
-	rm -f "$tmp/ready$1"
-	"$tieredd" --listen 127.0.0.1 --port "$2" --provider tcp --capacity 256M \
-		--secret-file "$tmp/secret" --ready-fd 3 --log-level error \
-		3>"$tmp/ready$1" 2>>"$tmp/server$1.log" &
-	_bg=$!
-	pids="$pids $_bg"
-	for _i in $(seq 100); do
-		[ -s "$tmp/ready$1" ] && break
-		sleep 0.1
-	done
-	read -r _port _pid <"$tmp/ready$1" || fail "tieredd $1 did not start: $(tail -3 "$tmp/server$1.log")"
-	eval "port_$1=$_port pid_$1=$_bg up_$1=1"
-}
-
-field() {
-	grep '^t=' "$tmp/work.out" | tail -1 | tr ' ' '\n' | sed -n "s/^$1=//p"
-}
+server_log_level=error
+. "$top_srcdir/tests/integration/servers.sh"
 
 # rand N -- a number from 0 to N-1
 rand() {

@@ -20,6 +20,7 @@ TESTS += $(integration_tests)
 dist_check_SCRIPTS += $(integration_tests)
 EXTRA_DIST += \
 	tests/integration/common.sh \
+	tests/integration/servers.sh \
 	tests/integration/alloc_heavy.py \
 	tests/integration/sqlite-workload.sql \
 	tests/integration/gen-lines.awk

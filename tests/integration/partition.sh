@@ -35,100 +35,24 @@ fi
 need_preload
 need_prog python3
 prog=$bindir/replica_work
-tieredd=$abs_top_builddir/server/tieredd
 [ -x "$prog" ] || fail "$prog is not built"
-[ -x "$tieredd" ] || fail "$tieredd is not built"
+. "$top_srcdir/tests/integration/servers.sh"
 ip link set lo up || fail "cannot bring lo up in the test's network namespace"
 nft add table inet tiered_cut || fail "nft does not work here"
 
-pids=
-cleanup() {
-	for p in $pids; do
-		kill -CONT "$p" 2>/dev/null
-		kill -9 "$p" 2>/dev/null
-	done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/secret"
-chmod 600 "$tmp/secret"
-
-# addr N -- server N's address: 127.0.0.(N+1)
+# addr N -- server N's address: 127.0.0.(N+1); the client's end is 127.0.0.1
 addr() { echo "127.0.0.$(($1 + 1))"; }
-
-# start N -- tieredd number N on $(addr N); sets port_N and pid_N
-start() {
-	rm -f "$tmp/ready$1"
-	"$tieredd" --listen "$(addr $1)" --port 0 --provider tcp --capacity 256M \
-		--secret-file "$tmp/secret" --ready-fd 3 --log-level warn \
-		3>"$tmp/ready$1" 2>>"$tmp/server$1.log" &
-	_bg=$!
-	pids="$pids $_bg"
-	for _i in $(seq 100); do
-		[ -s "$tmp/ready$1" ] && break
-		sleep 0.1
-	done
-	read -r _port _pid <"$tmp/ready$1" || fail "tieredd $1 did not start: $(cat "$tmp/server$1.log")"
-	eval "port_$1=$_port pid_$1=$_bg"
-}
-
-# leased N -- bytes server N has leased out (tieredd --status)
-leased() {
-	eval "_p=\$port_$1"
-	"$tieredd" --status --listen "$(addr $1)" --port "$_p" --secret-file "$tmp/secret" \
-		2>/dev/null | sed -n 's/^leased //p'
-}
-
-# field NAME -- NAME= of the workload's last progress line
-field() {
-	grep '^t=' "$tmp/work.out" | tail -1 | tr ' ' '\n' | sed -n "s/^$1=//p"
-}
-
-# wait_until SECONDS WHAT COMMAND... -- poll COMMAND every 0.2 s
-wait_until() {
-	_n=$(($1 * 5))
-	_what=$2
-	shift 2
-	while ! "$@"; do
-		_n=$((_n - 1))
-		[ $_n -gt 0 ] || { tail -5 "$tmp/work.out"; fail "timed out waiting until $_what"; }
-		kill -0 "$work" 2>/dev/null || { cat "$tmp/work.out"; fail "replica_work ended early"; }
-		sleep 0.2
-	done
-}
 
 remote_ok() { [ "$(field remote)" -gt $((16 << 20)) ] 2>/dev/null; }
 restored() { [ "$(field lost_servers)" -ge "$1" ] && [ "$(field copies)" -ge 1 ] && [ "$(field degraded)" -eq 0 ]; } 2>/dev/null
 verdicts() { grep -c 'has not answered for' "$tmp/work.out"; }
 verdict_n() { [ "$(verdicts)" -ge "$1" ]; }
 reconnected() { [ "$(field reconnects)" -ge "$1" ]; } 2>/dev/null
-progressing() {
-	_ops=$(field ops)
-	[ -n "$_ops" ] && [ -n "${_last_ops:-}" ] && [ "$_ops" -gt "$_last_ops" ]
-	_rc=$?
-	_last_ops=$_ops
-	return $_rc
-}
-# slowest SINCE_NS -- the slowest access that ended within 15 s after SINCE_NS
-slowest() {
-	python3 - "$tmp/work.out" "$1" <<'EOF'
-import sys
-t0 = int(sys.argv[2])
-worst = 0.0
-for line in open(sys.argv[1]):
-    if line.startswith("slow access:"):
-        ms = float(line.split()[2]); end = int(line.split()[-1])
-        if t0 < end < t0 + 15_000_000_000:
-            worst = max(worst, ms)
-print("%.1f" % worst)
-EOF
-}
 ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
-start 1
-start 2
-start 3
+start 1 0 "$(addr 1)"
+start 2 0 "$(addr 2)"
+start 3 0 "$(addr 3)"
 echo "servers: $(addr 1):$port_1 (pid $pid_1), $(addr 2):$port_2 (pid $pid_2)," \
 	"$(addr 3):$port_3 (pid $pid_3)"
 urls="tcp://$(addr 1):$port_1;tcp://$(addr 2):$port_2;tcp://$(addr 3):$port_3"
