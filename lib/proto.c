@@ -100,12 +100,12 @@ static uint64_t get64(const uint8_t *p)
 void tdp_put_hdr(uint8_t *p, uint16_t type, uint32_t len)
 {
 	put32(p, TDP_MAGIC);
-	put16(p + 4, TDP_VERSION);
+	put16(p + 4, TDP_FRAME_VERSION);
 	put16(p + 6, type);
 	put32(p + 8, len);
 }
 
-/* tdp_check_hdr -- decode a header and refuse anything version 1 does not allow */
+/* tdp_check_hdr -- decode a header and refuse anything the protocol does not allow */
 int tdp_check_hdr(const uint8_t *p, struct tdp_hdr *h, char *err, size_t errlen)
 {
 	h->magic = get32(p);
@@ -118,9 +118,9 @@ int tdp_check_hdr(const uint8_t *p, struct tdp_hdr *h, char *err, size_t errlen)
 			 h->magic, TDP_MAGIC);
 		return -EPROTO;
 	}
-	if (h->version != TDP_VERSION) {
-		snprintf(err, errlen, "bad header version %u: this server speaks version %u",
-			 h->version, TDP_VERSION);
+	if (h->version != TDP_FRAME_VERSION) {
+		snprintf(err, errlen, "bad header version %u: the header's version is %u",
+			 h->version, TDP_FRAME_VERSION);
 		return -EPROTO;
 	}
 	if (h->type < 1 || h->type > TDP_TYPE_MAX) {

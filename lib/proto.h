@@ -1,5 +1,5 @@
 /*
- * proto.h -- the tieredd control protocol, version 1 (docs/PROTOCOL.md):
+ * proto.h -- the tieredd control protocol, version 2 (docs/PROTOCOL.md):
  * framing, one encoder and one decoder for every message, blocking
  * send/receive with a deadline, and the client's half of the handshake.
  *
@@ -19,7 +19,14 @@
 #define PROTO_HIDDEN __attribute__((visibility("hidden")))
 
 #define TDP_MAGIC 0x31504454u /* "TDP1" as little-endian bytes */
-#define TDP_VERSION 1
+/*
+ * Two numbers: the header's, which names the framing (stays 1 while the
+ * header is laid out as now), and the message set's, negotiated by HELLO
+ * and CHALLENGE.  Version 2 is version 1 with draining (DRAIN_REQ, DRAIN,
+ * STATS' draining field) and the heartbeat's unanswered STATS_REQ.
+ */
+#define TDP_FRAME_VERSION 1
+#define TDP_VERSION 2
 #define TDP_HDR_LEN 12
 #define TDP_MAX_PAYLOAD 4096
 #define TDP_MAX_MSG (TDP_HDR_LEN + TDP_MAX_PAYLOAD)

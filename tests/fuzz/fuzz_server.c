@@ -623,8 +623,8 @@ static void send_hello(struct conn *k, size_t idx, uint8_t arg)
 {
 	struct tdp_msg m = {.type = TDP_HELLO};
 	static const char *const names[] = {"fuzz-client", STATUS_NAME, DRAIN_NAME, NULL};
-	m.u.hello.min_version = arg & 4 ? 2 : arg & 8 ? 0 : TDP_VERSION;
-	m.u.hello.max_version = arg & 4 ? 3 : arg & 8 ? 5 : TDP_VERSION;
+	m.u.hello.min_version = arg & 4 ? TDP_VERSION + 1 : arg & 8 ? 0 : TDP_VERSION;
+	m.u.hello.max_version = arg & 4 ? TDP_VERSION + 2 : arg & 8 ? 5 : TDP_VERSION;
 	m.u.hello.pid = 1000 + (uint32_t)idx;
 	memset(m.u.hello.nonce, (int)(idx * 16 + arg), TDP_NONCE_LEN);
 	if (names[arg & 3]) {

@@ -740,7 +740,7 @@ static void *fake_server(void *arg)
 	memcpy(cn, m.u.hello.nonce, 32);
 	memset(sn, 0x77, 32);
 	r = (struct tdp_msg){.type = TDP_CHALLENGE};
-	r.u.challenge.version = 1;
+	r.u.challenge.version = TDP_VERSION;
 	memcpy(r.u.challenge.nonce, sn, 32);
 	tdp_send_msg(f->fd, &r, 1000);
 	f->rc = tdp_recv_msg(f->fd, &m, 2000, f->err, sizeof f->err);
@@ -804,7 +804,7 @@ START_TEST(handshake_proofs)
 		if (tdp_recv_msg(sv[1], &m, 2000, e, sizeof e))
 			_exit(1);
 		r = (struct tdp_msg){.type = TDP_CHALLENGE};
-		r.u.challenge.version = 1;
+		r.u.challenge.version = TDP_VERSION;
 		tdp_send_msg(sv[1], &r, 1000);
 		if (tdp_recv_msg(sv[1], &m, 2000, e, sizeof e))
 			_exit(1);

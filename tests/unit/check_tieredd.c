@@ -623,6 +623,37 @@ START_TEST(wrong_secret_refused)
 }
 END_TEST
 
+/*
+ * A client of another protocol version (here 1, before draining) is refused
+ * at HELLO with a message that names both sides' versions, and the server
+ * goes on serving: a mixed update fails at once and says why.
+ */
+START_TEST(other_version_refused)
+{
+	struct srv s;
+	START(&s, "-c", "16M");
+	int fd;
+	char err[512];
+	ck_assert_int_eq(tdp_connect("127.0.0.1", s.port, 2000, &fd, err, sizeof err), 0);
+	struct tdp_msg m = {.type = TDP_HELLO};
+	m.u.hello.min_version = m.u.hello.max_version = TDP_VERSION - 1;
+	snprintf(m.u.hello.name, sizeof m.u.hello.name, "old-client");
+	ck_assert_int_eq(tdp_send_msg(fd, &m, 2000), 0);
+	int rc = tdp_recv_msg(fd, &m, 5000, err, sizeof err);
+	ck_assert_msg(rc == 0, "no answer to an old HELLO: %d %s", rc, err);
+	ck_assert_msg(m.type == TDP_ERROR, "%s where ERROR was expected", tdp_type_name(m.type));
+	ck_assert_uint_eq(m.u.error.code, EPROTO);
+	char want[128];
+	snprintf(want, sizeof want, "client speaks protocol versions %u..%u; this server speaks %u",
+		 TDP_VERSION - 1, TDP_VERSION - 1, TDP_VERSION);
+	ck_assert_str_has(m.u.error.msg, want);
+	close(fd);
+	struct remote_conn *c = conn(&s); /* a client of this version still is welcome */
+	ops->close(c);
+	srv_done(&s);
+}
+END_TEST
+
 START_TEST(provider_mismatch)
 {
 	struct srv s;
@@ -1620,6 +1651,7 @@ static Suite *tieredd_suite(void)
 	tcase_add_loop_test(tc, limits_refused, 0, np);
 	tcase_add_loop_test(tc, wrong_secret_refused, 0, np);
 	tcase_add_loop_test(tc, provider_mismatch, 0, np);
+	tcase_add_loop_test(tc, other_version_refused, 0, 1);
 	tcase_add_loop_test(tc, verbs_client_of_fabric_server, 0, np);
 	tcase_add_loop_test(tc, garbage_disconnected_others_unharmed, 0, np);
 	tcase_add_loop_test(tc, stats_move, 0, np);
