@@ -1051,12 +1051,27 @@ const char *remote_server_of(uint32_t slot)
 
 /* ---- transfers ------------------------------------------------------------------ */
 
+#define RIO_STALE (2 * MAX_SERVERS)
+
+/* A channel on a connection since replaced, with its staging registration. */
+struct stale_chan {
+	struct sconn *sc;
+	struct remote_chan *ch;
+	void *handle;
+};
+
 struct rio {
 	char *buf;
 	size_t len;
 	struct remote_chan *ch[MAX_SERVERS];
 	struct sconn *sc[MAX_SERVERS]; /* the connection ch[s] is on */
 	void *desc[MAX_SERVERS], *handle[MAX_SERVERS];
+	/*
+	 * Replaced channels, closed by rio_settle where buf holds nothing
+	 * needed: closing may let a late read land in buf (remote.h).
+	 */
+	struct stale_chan stale[RIO_STALE];
+	unsigned nstale;
 };
 
 struct rio *rio_open(size_t staging)
@@ -1079,20 +1094,39 @@ void *rio_buf(struct rio *io)
 	return io->buf;
 }
 
-/* chan_drop -- close io's channel to server s (its connection may then be freed) */
-static void chan_drop(struct rio *io, unsigned s)
+static void stale_close(struct stale_chan e)
 {
-	struct sconn *sc = io->sc[s];
-	if (!sc)
+	e.sc->ops->chan_close(e.ch);
+	e.sc->ops->dereg(e.handle);
+	pthread_mutex_lock(&g_conn_lock);
+	e.sc->chans--;
+	pthread_mutex_unlock(&g_conn_lock);
+}
+
+/*
+ * chan_retire -- io's channel to server s is on a replaced connection: set
+ * it aside for rio_settle (the caller may be in the middle of a transfer
+ * from buf).  With no room left (never seen: it takes more reconnections
+ * during one transfer than there are slots), it is kept open for good.
+ */
+static void chan_retire(struct rio *io, unsigned s)
+{
+	if (!io->sc[s])
 		return;
-	sc->ops->chan_close(io->ch[s]);
-	sc->ops->dereg(io->handle[s]);
+	if (io->nstale < RIO_STALE)
+		io->stale[io->nstale++] = (struct stale_chan){io->sc[s], io->ch[s], io->handle[s]};
+	else
+		tlog(LOG_WARN, "remote: no room to set aside a replaced channel: keeping it open");
 	io->ch[s] = NULL;
 	io->handle[s] = NULL;
 	io->sc[s] = NULL;
-	pthread_mutex_lock(&g_conn_lock);
-	sc->chans--;
-	pthread_mutex_unlock(&g_conn_lock);
+}
+
+/* rio_settle -- close io's replaced channels; only where buf holds nothing needed */
+static void rio_settle(struct rio *io)
+{
+	while (io->nstale > 0)
+		stale_close(io->stale[--io->nstale]);
 }
 
 /* chan -- io's channel to server s on its current connection, opened on first use */
@@ -1101,7 +1135,7 @@ static struct remote_chan *chan(struct rio *io, unsigned s)
 	struct sconn *cur = ATOMIC_LOAD_ACQUIRE(&g_rem.srv[s].cur);
 	if (io->sc[s] && io->sc[s] == cur)
 		return io->ch[s];
-	chan_drop(io, s); /* on a connection that was replaced */
+	chan_retire(io, s); /* on a connection that was replaced */
 	if (!srv_live(s))
 		return NULL;
 	pthread_mutex_lock(&g_conn_lock);
@@ -1135,6 +1169,7 @@ void rio_warm(struct rio *io)
 	for (unsigned s = 0; s < ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv); s++)
 		if (srv_live(s))
 			(void)chan(io, s);
+	rio_settle(io);
 }
 
 #define RIO_TIMEOUT_MS 10000
@@ -1230,8 +1265,9 @@ static int xfer(struct rio *io, struct xop *x, size_t n, bool write,
 		 * poll then reports what is in flight there as failed at once and
 		 * keeps those ops out of its pool.  Nothing polls the channel
 		 * after that, so with manual progress no late byte lands in the
-		 * staging buffer; it closes when the connection is replaced
-		 * (remote_fabric.c's chan_free lets the provider finish first).
+		 * staging buffer; when the connection is replaced the channel is
+		 * set aside (chan_retire) and closed where buf is free
+		 * (rio_settle), since closing may let it finish.
 		 */
 		if (several && idle)
 			sched_yield();
@@ -1364,6 +1400,7 @@ int rio_write(struct rio *io, struct rio_item *it, size_t n, void (*done)(size_t
 		if (done)
 			done(i, arg);
 	}
+	rio_settle(io); /* buf's contents are sent */
 	if (x != stackx)
 		free(x);
 	return first_err;
@@ -1434,6 +1471,7 @@ int rio_read(struct rio *io, struct rio_item *it, size_t n, void (*done)(size_t,
 	int serr[XOP_STACK];
 	bool spend[XOP_STACK];
 	struct rread rr = {it, stackx, stried, serr, spend, 0, done, arg};
+	rio_settle(io); /* buf's last contents were consumed: a late read may land */
 	if (n > XOP_STACK) {
 		rr.x = malloc(n * sizeof *rr.x);
 		rr.tried = malloc(n);
@@ -1799,6 +1837,7 @@ static void copy_some(void)
 	}
 	pthread_mutex_unlock(&g_slot_lock);
 	if (nx) {
+		rio_settle(g_rem.mio); /* before buf holds the copy */
 		if (xfer(g_rem.mio, x, nx, false, NULL, NULL) < 0) {
 			note_failure(g->m[src].server);
 			return; /* again next time, from another copy if this one is gone */

@@ -91,6 +91,11 @@ struct remote_ops {
 	int (*reg)(struct remote_conn *c, void *buf, size_t len, void **desc, void **handle);
 	void (*dereg)(void *handle);
 	int (*chan_open)(struct remote_conn *c, struct remote_chan **out);
+	/*
+	 * Close a channel.  Transfers still pending may finish first, reads
+	 * landing in their buffers (remote_fabric.c): close only where those
+	 * buffers hold nothing the caller needs.
+	 */
 	void (*chan_close)(struct remote_chan *ch);
 	/*
 	 * Post one transfer; -EAGAIN when the channel's queue is full (poll, then

@@ -62,6 +62,7 @@ struct fab_op {
 	struct fab_op *next;	 /* free list */
 	bool busy;		 /* posted, completion not yet seen */
 	bool abandoned;		 /* reported failed; a late completion is dropped */
+	bool write;		 /* an RMA write (else a read) */
 };
 
 struct remote_conn {
@@ -74,7 +75,20 @@ struct remote_conn {
 	bool mr_local; /* local buffers need registration (FI_MR_LOCAL) */
 	uint8_t addr[TDP_ADDR_MAX + 1]; /* server endpoint, NUL-terminated for FI_ADDR_STR */
 	size_t addrlen;
+	struct remote_conn *kept_next; /* on g_kept.conns once kept (fab_close) */
 };
+
+/*
+ * Channels that could not be closed safely (chan_free) and the connections
+ * they hold (fab_close): kept for the life of the process, and listed here
+ * so that they are accounted for, not lost.
+ */
+static struct {
+	pthread_mutex_t lock;
+	struct remote_chan *chans;
+	struct remote_conn *conns;
+	size_t nchans, nconns;
+} g_kept = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 struct remote_chan {
 	struct remote_conn *c;
@@ -86,6 +100,7 @@ struct remote_chan {
 	struct fab_op *ops, *free;
 	size_t nops, inflight;
 	int64_t last_probe;
+	struct remote_chan *kept_next; /* on g_kept.chans once kept (chan_free) */
 };
 
 static void shm_note(struct remote_chan *ch);
@@ -337,32 +352,51 @@ static void fab_dereg(void *handle)
 
 static int reap(struct remote_chan *ch, struct remote_cqe *cqe, int max);
 
-/* ops_held -- transfers the provider has not given back (in flight, or abandoned) */
-static size_t ops_held(const struct remote_chan *ch)
+/* ops_held -- transfers the provider has not given back (in flight, or abandoned); reads among them */
+static size_t ops_held(const struct remote_chan *ch, size_t *reads)
 {
-	size_t n = 0;
+	size_t n = 0, r = 0;
 	for (size_t i = 0; i < ch->nops; i++)
-		n += ch->ops[i].busy;
+		if (ch->ops[i].busy) {
+			n++;
+			r += !ch->ops[i].write;
+		}
+	if (reads)
+		*reads = r;
 	return n;
 }
 
+static void chan_keep(struct remote_chan *ch)
+{
+	pthread_mutex_lock(&g_kept.lock);
+	ch->kept_next = g_kept.chans;
+	g_kept.chans = ch;
+	g_kept.nchans++;
+	pthread_mutex_unlock(&g_kept.lock);
+}
+
 /*
- * chan_free -- close ch; false when it had to be leaked instead.
+ * chan_free -- close ch; false when it had to be kept open instead.
  *
  * libfabric 1.17's tcp;ofi_rxm crashes in fi_close of an endpoint with RMA
  * still pending (seen: the channel of a fault thread to a server behind a
  * cut network, closed once the library had reconnected to it; SIGSEGV
- * inside fi_close, core in partition.sh).  So the provider first gets up to
- * DRAIN_NS to finish them (with the peer reachable again they complete or
- * fail quickly); a channel still holding some is leaked, never closed.
+ * inside fi_close, core in partition.sh).  So on ofi_rxm a channel that
+ * still holds transfers first gets DRAIN_NS to finish them (with the server
+ * answering again they complete or fail): a late read lands in its buffer
+ * then, which is why the caller closes a channel only where its buffer
+ * holds nothing it needs (remote.h).  One that still holds transfers after
+ * that is kept, never polled again (progress is manual, so nothing more
+ * lands), on g_kept with, in the end, its connection (fab_close).  Other
+ * providers (shm) close at once, as they always did without harm.
  */
 static bool chan_free(struct remote_chan *ch)
 {
-	size_t had = ch->ep && ch->ops ? ops_held(ch) : 0;
-	if (had > 0) {
+	size_t reads = 0, had = ch->ep && ch->ops ? ops_held(ch, &reads) : 0;
+	if (had > 0 && strstr(ch->c->info->fabric_attr->prov_name, "ofi_rxm")) {
 		int64_t start = now_ns(), end = start + DRAIN_NS;
 		struct remote_cqe cqe[16];
-		while (ops_held(ch) > 0 && now_ns() < end) {
+		while (ops_held(ch, NULL) > 0 && now_ns() < end) {
 			int n = reap(ch, cqe, 16);
 			if (n < 0)
 				break;
@@ -371,12 +405,14 @@ static bool chan_free(struct remote_chan *ch)
 				nanosleep(&ts, NULL);
 			}
 		}
-		size_t held = ops_held(ch);
+		size_t held = ops_held(ch, &reads);
 		if (held > 0) {
 			tlog(LOG_DEBUG,
-			     "%s: a channel closes with %zu transfer(s) the provider still holds: "
-			     "leaking it (closing would crash libfabric)",
-			     ch->c->ctl.name, held);
+			     "%s: a channel closes with %zu transfer(s) (%zu read(s)) the provider "
+			     "still holds after %lld ms: keeping it, unpolled (closing would crash "
+			     "libfabric)",
+			     ch->c->ctl.name, held, reads, DRAIN_NS / 1000000);
+			chan_keep(ch);
 			return false;
 		}
 		tlog(LOG_DEBUG, "%s: a closing channel waited %.1f ms for %zu transfer(s)",
@@ -555,6 +591,7 @@ static int fab_post(struct remote_chan *ch, const struct remote_io *io, bool wri
 		op->ctx = io->ctx;
 		op->busy = true;
 		op->abandoned = false;
+		op->write = write;
 		ch->inflight++;
 		return 0;
 	}
@@ -714,9 +751,16 @@ static void fab_close(struct remote_conn *c)
 	int n = atomic_load(&c->nchan);
 	if (n > 0) {
 		/* fi_close of the domain would fail: keep the fabric objects, drop the rest */
-		tlog(LOG_WARN, "%s: closed with %d channel(s) still open: leaking them", c->ctl.name,
-		     n);
+		tlog(LOG_WARN,
+		     "%s: closed with %d channel(s) still holding transfers: keeping them and the "
+		     "connection's domain",
+		     c->ctl.name, n);
 		rctl_close(&c->ctl);
+		pthread_mutex_lock(&g_kept.lock);
+		c->kept_next = g_kept.conns;
+		g_kept.conns = c;
+		g_kept.nconns++;
+		pthread_mutex_unlock(&g_kept.lock);
 		return;
 	}
 	conn_free(c);
