@@ -247,6 +247,7 @@ TIERED_EXPORT int tiered_ctl(const char *name, void *oldp, size_t *oldlenp, cons
 			   {"remote.copied_bytes", &g_repair_bytes},
 			   {"remote.servers_lost", &g_servers_lost},
 			   {"remote.reconnects", &g_reconnects},
+			   {"remote.channels_kept", &g_chans_kept},
 			   {"remote.fork_children", &g_fork_children},
 			   {"remote.fork_blocks_served", &g_fork_served},
 			   {"remote.fork_blocks_pushed", &g_fork_pushed},
@@ -279,7 +280,7 @@ TIERED_EXPORT int tiered_ctl(const char *name, void *oldp, size_t *oldlenp, cons
 			 "remote.spawned_pid, remote.drain, remote.undrain, remote.add, "
 			 "remote.degraded_leases, remote.lost_leases, remote.failover_reads, "
 			 "remote.copies_made, remote.copies_moved, remote.copied_bytes, "
-			 "remote.servers_lost, remote.reconnects, remote.fork_children, remote.fork_blocks_served, "
+			 "remote.servers_lost, remote.reconnects, remote.channels_kept, remote.fork_children, remote.fork_blocks_served, "
 			 "remote.fork_blocks_pushed, policy.passes, policy.cpu_ns, policy.heat.tracker, "
 			 "policy.heat.events, policy.heat.probes, policy.heat.probe_hits, "
 			 "policy.heat.probe_cpu_ns or policy.run",

@@ -139,7 +139,7 @@ static pthread_mutex_t g_conn_lock = PTHREAD_MUTEX_INITIALIZER; /* sconn chans, 
 TIERED_HIDDEN _Atomic uint64_t g_remote_bytes_written, g_remote_bytes_read;
 /* replication figures (remote_stats_json) */
 TIERED_HIDDEN _Atomic uint64_t g_failovers, g_repairs, g_repair_bytes, g_moves, g_reconnects,
-	g_servers_lost;
+	g_servers_lost, g_chans_kept;
 
 /* ---- the `remote` value ------------------------------------------------- */
 
@@ -2142,14 +2142,16 @@ void remote_stats_json(FILE *out)
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_fork_pushed));
 	fprintf(out, ",\"replicas\":%d,\"degraded_leases\":%llu,\"lost_leases\":%llu,"
 		     "\"failover_reads\":%llu,\"copies_made\":%llu,\"copies_moved\":%llu,"
-		     "\"copied_bytes\":%llu,\"servers_lost\":%llu,\"reconnects\":%llu",
+		     "\"copied_bytes\":%llu,\"servers_lost\":%llu,\"reconnects\":%llu,"
+		     "\"channels_kept\":%llu",
 		replicas(), (unsigned long long)degraded, (unsigned long long)lost,
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_failovers),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_repairs),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_moves),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_repair_bytes),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_servers_lost),
-		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_reconnects));
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_reconnects),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_chans_kept));
 	fputs(",\"server_names\":[", out);
 	for (unsigned s = 0; s < ns; s++)
 		fprintf(out, "%s\"%s\"", s ? "," : "", g_rem.srv[s].name);
@@ -2176,13 +2178,14 @@ void remote_stats_text(FILE *out)
 			srv_state(s), m, m == 1 ? "y" : "ies");
 	}
 	fprintf(out, "remote: reads from another copy %llu; copies made %llu, moved %llu (%llu bytes); "
-		     "servers lost %llu, reconnects %llu\n",
+		     "servers lost %llu, reconnects %llu, channels kept %llu\n",
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_failovers),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_repairs),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_moves),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_repair_bytes),
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_servers_lost),
-		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_reconnects));
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_reconnects),
+		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_chans_kept));
 	fprintf(out, "remote: %llu bytes written, %llu bytes read; faults: %llu missing, %llu "
 		     "write-protect, %llu zero-filled\n",
 		(unsigned long long)ATOMIC_LOAD_RELAXED(&g_remote_bytes_written),

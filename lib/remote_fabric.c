@@ -373,6 +373,7 @@ static void chan_keep(struct remote_chan *ch)
 	g_kept.chans = ch;
 	g_kept.nchans++;
 	pthread_mutex_unlock(&g_kept.lock);
+	ATOMIC_ADD_RELAXED(&g_chans_kept, 1);
 }
 
 /*

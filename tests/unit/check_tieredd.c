@@ -1475,9 +1475,11 @@ START_TEST(closed_with_transfers_pending)
 		dup2(fd, 2);
 		int level = ATOMIC_LOAD_RELAXED(&g_log_level);
 		ATOMIC_STORE_RELAXED(&g_log_level, LOG_DEBUG);
+		uint64_t kept = ATOMIC_LOAD_RELAXED(&g_chans_kept);
 		double t0 = now_s();
 		ops->chan_close(ch);
 		double dt = now_s() - t0;
+		kept = ATOMIC_LOAD_RELAXED(&g_chans_kept) - kept;
 		ATOMIC_STORE_RELAXED(&g_log_level, level);
 		fflush(stderr);
 		dup2(saved, 2);
@@ -1493,6 +1495,8 @@ START_TEST(closed_with_transfers_pending)
 		log[n] = 0;
 		fclose(f);
 		ck_assert_msg(dt < 2, "closing the channel took %.1f s", dt);
+		ck_assert_msg(kept == (round != 1), "round %d: remote.channels_kept went up by %llu",
+			      round, (unsigned long long)kept);
 		if (round != 1)
 			ck_assert_msg(strstr(log, "keeping it, unpolled") && dt >= 0.15,
 				      "a channel with %d %s pending on a stopped server was not kept "
