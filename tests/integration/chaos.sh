@@ -116,5 +116,8 @@ grep -v '^slow access' "$tmp/work.out" | tail -3
 [ $rc -eq 0 ] || fail "replica_work found corrupted bytes (status $rc)"
 grep -q ' lost=[1-9]' "$tmp/work.out" && fail "a lease group lost every copy"
 [ $kills -gt 0 ] || fail "no server was killed"
-echo "chaos: survived $kills kill(s), $stops stop(s) and $drains drain(s) in $seconds s with 0 corrupted bytes"
+kept=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["remote"]["channels_kept"])' \
+	"$tmp/work.json" 2>/dev/null || echo "?")
+echo "chaos: survived $kills kill(s), $stops stop(s) and $drains drain(s) in $seconds s with 0 corrupted bytes;" \
+	"$kept channel(s) kept open (remote.channels_kept)"
 echo "PASS: $me"

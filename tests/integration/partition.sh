@@ -142,4 +142,6 @@ for k in servers_lost copies_made reconnects; do
 	echo "remote.$k=$v"
 	[ "$v" -ge 2 ] || fail "expected remote.$k >= 2"
 done
+python3 -c 'import json,sys; print("remote.channels_kept=%d" % json.load(open(sys.argv[1]))["remote"]["channels_kept"])' \
+	"$tmp/work.json"
 echo "PASS: $me"
