@@ -352,7 +352,7 @@ static void fab_dereg(void *handle)
 
 static int reap(struct remote_chan *ch, struct remote_cqe *cqe, int max);
 
-/* ops_held -- transfers the provider has not given back (in flight, or abandoned); reads among them */
+/* ops_held -- transfers the provider has not given back (in flight or abandoned); *reads of them */
 static size_t ops_held(const struct remote_chan *ch, size_t *reads)
 {
 	size_t n = 0, r = 0;
