@@ -42,6 +42,18 @@ KV_FLAGS =
 REDIS_FLAGS =
 FAULT_ROUNDS =
 
+# chan_mem: the resident memory one remote-tier channel costs, against a
+# running tieredd (see "Memory per channel" in bench/README.md).  Built on
+# the library's own backend (libtiered_core), with its flags.
+#
+#   make bench/chan_mem               build it
+
+noinst_PROGRAMS += bench/chan_mem
+bench_chan_mem_SOURCES = bench/chan_mem.c
+bench_chan_mem_CFLAGS = $(AM_CFLAGS) -I$(top_srcdir)/lib
+bench_chan_mem_LDFLAGS =
+bench_chan_mem_LDADD = libtiered_core.la
+
 # raw_limit: the raw limit of paging a block in over libfabric, with no
 # library involved (see "Raw limit" in bench/README.md).
 #
