@@ -500,7 +500,7 @@ TIERED_HIDDEN long remote_spawned_pid(void);
 extern TIERED_HIDDEN _Atomic uint64_t g_remote_bytes_written, g_remote_bytes_read;
 /* Replication: reads served by another copy, copies made (restoring replicas), copies
  * moved (drain, rebalance), their bytes, servers lost, (re)connects after start-up;
- * channels kept open because the provider still held transfers (remote_fabric.c). */
+ * channels held open now because the provider still holds transfers (remote_fabric.c). */
 extern TIERED_HIDDEN _Atomic uint64_t g_failovers, g_repairs, g_repair_bytes, g_moves,
 	g_reconnects, g_servers_lost, g_chans_kept;
 

@@ -1051,8 +1051,6 @@ const char *remote_server_of(uint32_t slot)
 
 /* ---- transfers ------------------------------------------------------------------ */
 
-#define RIO_STALE (2 * MAX_SERVERS)
-
 /* A channel on a connection since replaced, with its staging registration. */
 struct stale_chan {
 	struct sconn *sc;
@@ -1070,8 +1068,8 @@ struct rio {
 	 * Replaced channels, closed by rio_settle where buf holds nothing
 	 * needed: closing may let a late read land in buf (remote.h).
 	 */
-	struct stale_chan stale[RIO_STALE];
-	unsigned nstale;
+	struct stale_chan *stale;
+	size_t nstale, stale_cap;
 };
 
 struct rio *rio_open(size_t staging)
@@ -1094,39 +1092,67 @@ void *rio_buf(struct rio *io)
 	return io->buf;
 }
 
-static void stale_close(struct stale_chan e)
+/*
+ * stale_close -- close e's channel if its transfers are done (the backend
+ * reaps once, without waiting: no fault waits on a server still silent);
+ * false while it still holds some, to try again at the next rio_settle.
+ * Then its staging registration goes, and its hold on the connection.
+ */
+static bool stale_close(struct stale_chan e)
 {
-	e.sc->ops->chan_close(e.ch);
+	if (e.sc->ops->chan_close_try) {
+		if (e.sc->ops->chan_close_try(e.ch, 0) == -EBUSY)
+			return false;
+	} else {
+		e.sc->ops->chan_close(e.ch);
+	}
 	e.sc->ops->dereg(e.handle);
 	pthread_mutex_lock(&g_conn_lock);
 	e.sc->chans--;
 	pthread_mutex_unlock(&g_conn_lock);
+	return true;
 }
 
 /*
  * chan_retire -- io's channel to server s is on a replaced connection: set
  * it aside for rio_settle (the caller may be in the middle of a transfer
- * from buf).  With no room left (never seen: it takes more reconnections
- * during one transfer than there are slots), it is kept open for good.
+ * from buf).  Without memory for the list, it stays open for good, unpolled.
  */
 static void chan_retire(struct rio *io, unsigned s)
 {
 	if (!io->sc[s])
 		return;
-	if (io->nstale < RIO_STALE)
+	if (io->nstale == io->stale_cap) {
+		size_t cap = io->stale_cap ? 2 * io->stale_cap : 2 * MAX_SERVERS;
+		struct stale_chan *n = realloc(io->stale, cap * sizeof *n);
+		if (n) {
+			io->stale = n;
+			io->stale_cap = cap;
+		}
+	}
+	if (io->nstale < io->stale_cap)
 		io->stale[io->nstale++] = (struct stale_chan){io->sc[s], io->ch[s], io->handle[s]};
 	else
-		tlog(LOG_WARN, "remote: no room to set aside a replaced channel: keeping it open");
+		tlog(LOG_WARN, "remote: out of memory setting a replaced channel aside: it stays "
+			       "open");
 	io->ch[s] = NULL;
 	io->handle[s] = NULL;
 	io->sc[s] = NULL;
 }
 
-/* rio_settle -- close io's replaced channels; only where buf holds nothing needed */
+/*
+ * rio_settle -- close io's replaced channels whose transfers are done; only
+ * where buf holds nothing needed.  The others wait for a later call: a
+ * server behind a network that was cut answers the old connection's
+ * transfers only when TCP retransmits, which can be seconds later.
+ */
 static void rio_settle(struct rio *io)
 {
-	while (io->nstale > 0)
-		stale_close(io->stale[--io->nstale]);
+	size_t k = 0;
+	for (size_t i = 0; i < io->nstale; i++)
+		if (!stale_close(io->stale[i]))
+			io->stale[k++] = io->stale[i];
+	io->nstale = k;
 }
 
 /* chan -- io's channel to server s on its current connection, opened on first use */

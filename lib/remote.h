@@ -98,6 +98,13 @@ struct remote_ops {
 	 */
 	void (*chan_close)(struct remote_chan *ch);
 	/*
+	 * Close a channel if the provider holds none of its transfers, letting
+	 * it finish them (reads landing, as above) for up to wait_ms first:
+	 * 0, or -EBUSY with the channel still open, to try again later.  NULL
+	 * where chan_close never has to wait.
+	 */
+	int (*chan_close_try)(struct remote_chan *ch, int wait_ms);
+	/*
 	 * Post one transfer; -EAGAIN when the channel's queue is full (poll, then
 	 * post again).  A write completes only once it is delivered at the
 	 * server (FI_DELIVERY_COMPLETE or equivalent), so the local copy may be

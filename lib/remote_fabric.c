@@ -101,6 +101,7 @@ struct remote_chan {
 	size_t nops, inflight;
 	int64_t last_probe;
 	struct remote_chan *kept_next; /* on g_kept.chans once kept (chan_free) */
+	bool waiting; /* a chan_close_try found transfers held: counted in g_chans_kept */
 };
 
 static void shm_note(struct remote_chan *ch);
@@ -373,52 +374,13 @@ static void chan_keep(struct remote_chan *ch)
 	g_kept.chans = ch;
 	g_kept.nchans++;
 	pthread_mutex_unlock(&g_kept.lock);
-	ATOMIC_ADD_RELAXED(&g_chans_kept, 1);
+	if (!ch->waiting)
+		ATOMIC_ADD_RELAXED(&g_chans_kept, 1);
 }
 
-/*
- * chan_free -- close ch; false when it had to be kept open instead.
- *
- * libfabric 1.17's tcp;ofi_rxm crashes in fi_close of an endpoint with RMA
- * still pending (seen: the channel of a fault thread to a server behind a
- * cut network, closed once the library had reconnected to it; SIGSEGV
- * inside fi_close, core in partition.sh).  So on ofi_rxm a channel that
- * still holds transfers first gets DRAIN_NS to finish them (with the server
- * answering again they complete or fail): a late read lands in its buffer
- * then, which is why the caller closes a channel only where its buffer
- * holds nothing it needs (remote.h).  One that still holds transfers after
- * that is kept, never polled again (progress is manual, so nothing more
- * lands), on g_kept with, in the end, its connection (fab_close).  Other
- * providers (shm) close at once, as they always did without harm.
- */
-static bool chan_free(struct remote_chan *ch)
+/* chan_destroy -- close ch's endpoint, queue and vector, and free it */
+static void chan_destroy(struct remote_chan *ch)
 {
-	size_t reads = 0, had = ch->ep && ch->ops ? ops_held(ch, &reads) : 0;
-	if (had > 0 && strstr(ch->c->info->fabric_attr->prov_name, "ofi_rxm")) {
-		int64_t start = now_ns(), end = start + DRAIN_NS;
-		struct remote_cqe cqe[16];
-		while (ops_held(ch, NULL) > 0 && now_ns() < end) {
-			int n = reap(ch, cqe, 16);
-			if (n < 0)
-				break;
-			if (n == 0) {
-				struct timespec ts = {0, SLEEP_NS};
-				nanosleep(&ts, NULL);
-			}
-		}
-		size_t held = ops_held(ch, &reads);
-		if (held > 0) {
-			tlog(LOG_DEBUG,
-			     "%s: a channel closes with %zu transfer(s) (%zu read(s)) the provider "
-			     "still holds after %lld ms: keeping it, unpolled (closing would crash "
-			     "libfabric)",
-			     ch->c->ctl.name, held, reads, DRAIN_NS / 1000000);
-			chan_keep(ch);
-			return false;
-		}
-		tlog(LOG_DEBUG, "%s: a closing channel waited %.1f ms for %zu transfer(s)",
-		     ch->c->ctl.name, (double)(now_ns() - start) / 1e6, had);
-	}
 	if (ch->ep)
 		fi_close(&ch->ep->fid);
 	if (ch->av)
@@ -427,6 +389,65 @@ static bool chan_free(struct remote_chan *ch)
 		fi_close(&ch->cq->fid);
 	free(ch->ops);
 	free(ch);
+}
+
+/*
+ * chan_settle -- let the provider finish what ch holds for up to wait_ns
+ * (reaping drives its progress: a late read lands in its buffer then);
+ * the transfers still held after it, and the reads among them.
+ *
+ * libfabric 1.17's tcp;ofi_rxm crashes in fi_close of an endpoint with RMA
+ * still pending (seen: the channel of a fault thread to a server behind a
+ * cut network, closed once the library had reconnected to it; SIGSEGV
+ * inside fi_close, core in partition.sh), so on ofi_rxm a channel is closed
+ * only once this is 0.  Other providers (shm) close at once, as they always
+ * did without harm: 0 for them.
+ */
+static size_t chan_settle(struct remote_chan *ch, int64_t wait_ns, size_t *reads)
+{
+	*reads = 0;
+	if (!ch->ep || !ch->ops || !strstr(ch->c->info->fabric_attr->prov_name, "ofi_rxm"))
+		return 0;
+	size_t had = ops_held(ch, reads);
+	if (had == 0)
+		return 0;
+	int64_t start = now_ns(), end = start + wait_ns;
+	struct remote_cqe cqe[16];
+	do {
+		int n = reap(ch, cqe, 16);
+		if (n < 0)
+			break;
+		if (n == 0 && now_ns() < end) {
+			struct timespec ts = {0, SLEEP_NS};
+			nanosleep(&ts, NULL);
+		}
+	} while (ops_held(ch, NULL) > 0 && now_ns() < end);
+	size_t held = ops_held(ch, reads);
+	if (held == 0)
+		tlog(LOG_DEBUG, "%s: a closing channel waited %.1f ms for %zu transfer(s)",
+		     ch->c->ctl.name, (double)(now_ns() - start) / 1e6, had);
+	return held;
+}
+
+/*
+ * chan_free -- close ch; false when it had to be kept open instead: after
+ * DRAIN_NS the provider still held transfers of it.  A kept channel is
+ * never polled again (progress is manual, so nothing more lands), and goes
+ * on g_kept with, in the end, its connection (fab_close).  The caller
+ * closes a channel only where its buffer holds nothing it needs (remote.h).
+ */
+static bool chan_free(struct remote_chan *ch)
+{
+	size_t reads, held = chan_settle(ch, DRAIN_NS, &reads);
+	if (held > 0) {
+		tlog(LOG_DEBUG,
+		     "%s: a channel closes with %zu transfer(s) (%zu read(s)) the provider still "
+		     "holds after %lld ms: keeping it, unpolled (closing would crash libfabric)",
+		     ch->c->ctl.name, held, reads, DRAIN_NS / 1000000);
+		chan_keep(ch);
+		return false;
+	}
+	chan_destroy(ch);
 	return true;
 }
 
@@ -547,7 +568,28 @@ static void fab_chan_close(struct remote_chan *ch)
 		return;
 	struct remote_conn *c = ch->c;
 	if (chan_free(ch))
-		atomic_fetch_sub(&c->nchan, 1); /* a leaked channel keeps its connection */
+		atomic_fetch_sub(&c->nchan, 1); /* a kept channel keeps its connection */
+}
+
+/* fab_chan_close_try -- close ch once the provider holds none of its transfers */
+static int fab_chan_close_try(struct remote_chan *ch, int wait_ms)
+{
+	if (!ch)
+		return 0;
+	struct remote_conn *c = ch->c;
+	size_t reads;
+	if (chan_settle(ch, (int64_t)wait_ms * 1000000, &reads) > 0) {
+		if (!ch->waiting) {
+			ch->waiting = true;
+			ATOMIC_ADD_RELAXED(&g_chans_kept, 1);
+		}
+		return -EBUSY;
+	}
+	if (ch->waiting)
+		ATOMIC_SUB_RELAXED(&g_chans_kept, 1);
+	chan_destroy(ch);
+	atomic_fetch_sub(&c->nchan, 1);
+	return 0;
 }
 
 /* ---- data path ----------------------------------------------------------- */
@@ -790,6 +832,7 @@ const struct remote_ops remote_fabric_ops = {
 	.dereg = fab_dereg,
 	.chan_open = fab_chan_open,
 	.chan_close = fab_chan_close,
+	.chan_close_try = fab_chan_close_try,
 	.post_read = fab_post_read,
 	.post_write = fab_post_write,
 	.poll = fab_poll,

@@ -119,5 +119,5 @@ grep -q ' lost=[1-9]' "$tmp/work.out" && fail "a lease group lost every copy"
 kept=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["remote"]["channels_kept"])' \
 	"$tmp/work.json" 2>/dev/null || echo "?")
 echo "chaos: survived $kills kill(s), $stops stop(s) and $drains drain(s) in $seconds s with 0 corrupted bytes;" \
-	"$kept channel(s) kept open (remote.channels_kept)"
+	"$kept channel(s) still held open at the end (remote.channels_kept)"
 echo "PASS: $me"

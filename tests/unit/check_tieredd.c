@@ -1544,6 +1544,62 @@ START_TEST(closed_with_transfers_pending)
 }
 END_TEST
 
+/*
+ * chan_close_try, as the library's rio_settle uses it for a channel on a
+ * replaced connection: with reads pending on a stopped server it says
+ * -EBUSY at once, leaves the channel open and counts it in
+ * remote.channels_kept; once the server answers, a later try closes it and
+ * the count goes back.  (A server behind a cut network answers the old
+ * connection only when TCP retransmits: partition.sh saw 200 ms fall short.)
+ */
+START_TEST(close_try_waits_for_the_server)
+{
+	struct srv s;
+	START(&s, "-c", "16M");
+	struct remote_conn *c = conn(&s);
+	struct remote_lease l = lease(c, 2 * MiB);
+	struct rbuf b = buf_new(c, 2 * MiB);
+	struct remote_chan *ch;
+	ck_assert_int_eq(ops->chan_open(c, &ch), 0);
+	fill(b.p, 2 * MiB, 5);
+	ck_assert_int_eq(xfer(ch, true, &b, 0, 2 * MiB, &l, 0, 256 * 1024, 30), 0);
+	ck_assert_int_eq(kill(s.pid, SIGSTOP), 0);
+	memset(b.p, 0, 2 * MiB);
+	int posted = 0;
+	for (int i = 0; i < 8; i++) {
+		struct remote_io io = {.buf = b.p + (size_t)i * 256 * 1024,
+				       .desc = b.desc,
+				       .len = 256 * 1024,
+				       .raddr = l.raddr + (size_t)i * 256 * 1024,
+				       .key = l.key,
+				       .ctx = (void *)(uintptr_t)(i + 1)};
+		if (ops->post_read(ch, &io) == 0)
+			posted++;
+	}
+	ck_assert_int_gt(posted, 0);
+	uint64_t kept = ATOMIC_LOAD_RELAXED(&g_chans_kept);
+	double t0 = now_s();
+	ck_assert_int_eq(ops->chan_close_try(ch, 0), -EBUSY);
+	ck_assert_msg(now_s() - t0 < 0.1, "a try without waiting took %.0f ms", (now_s() - t0) * 1e3);
+	ck_assert_int_eq(ops->chan_close_try(ch, 0), -EBUSY); /* counted once */
+	ck_assert_uint_eq(ATOMIC_LOAD_RELAXED(&g_chans_kept), kept + 1);
+	ck_assert_int_eq(kill(s.pid, SIGCONT), 0);
+	int rc = -EBUSY;
+	for (int k = 0; k < 100 && rc == -EBUSY; k++)
+		rc = ops->chan_close_try(ch, 50);
+	ck_assert_msg(rc == 0, "the channel did not close within 5 s of the server resuming");
+	ck_assert_uint_eq(ATOMIC_LOAD_RELAXED(&g_chans_kept), kept);
+	/* The reads finished into the buffer before the close: the lease's bytes. */
+	uint8_t *want = malloc(2 * MiB);
+	fill(want, 2 * MiB, 5);
+	ck_assert(memcmp(b.p, want, (size_t)posted * 256 * 1024) == 0);
+	free(want);
+	buf_free(&b);
+	ops->close(c); /* no channel left: the connection is freed */
+	srv_done(&s);
+}
+END_TEST
+
 /* ---- the program ---------------------------------------------------------- */
 
 START_TEST(private_mode_exits)
@@ -1776,6 +1832,7 @@ static Suite *tieredd_suite(void)
 	tcase_add_loop_test(tc, scrubbed_between_clients, 0, np);
 	tcase_add_loop_test(tc, killed_server_fails_fast, 0, np);
 	tcase_add_loop_test(tc, closed_with_transfers_pending, 0, 1); /* tcp */
+	tcase_add_loop_test(tc, close_try_waits_for_the_server, 0, 1); /* tcp */
 	suite_add_tcase(s, tc);
 	tc = tcase_create("control");
 	tcase_set_timeout(tc, 120);
