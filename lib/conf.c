@@ -342,9 +342,25 @@ static void unknown_key(const char *k, size_t klen, void (*report)(const char *,
 	report(msg, arg);
 }
 
-/* conf_parse_string -- apply "k:v,k:v"; returns 0 or -EINVAL after reporting every bad pair */
-int conf_parse_string(struct tiered_conf *c, const char *s, void (*report)(const char *, void *),
-		      void *arg)
+/*
+ * bad_value -- report conf_set's complaint about d.  From the environment
+ * (env) the key keeps its default, and the message says which it is.
+ */
+static void bad_value(const struct conf_def *d, const char *err, bool env,
+		      void (*report)(const char *, void *), void *arg)
+{
+	if (!env) {
+		report(err, arg);
+		return;
+	}
+	char msg[1024];
+	snprintf(msg, sizeof msg, "%s; %s keeps its default, %s", err, d->name,
+		 d->dflt[0] ? d->dflt : "empty");
+	report(msg, arg);
+}
+
+static int parse_items(struct tiered_conf *c, const char *s, bool env,
+		       void (*report)(const char *, void *), void *arg)
 {
 	int rc = 0;
 	char err[512];
@@ -355,8 +371,9 @@ int conf_parse_string(struct tiered_conf *c, const char *s, void (*report)(const
 		if (plen == 0) {
 			/* empty item ("a:1,,b:2" or a trailing comma): ignore */
 		} else if (!colon) {
-			snprintf(err, sizeof err, "TIERED_CONF: item '%.*s' has no ':': expected key:value",
-				 (int)plen, s);
+			snprintf(err, sizeof err,
+				 "TIERED_CONF: item '%.*s' has no ':': expected key:value%s", (int)plen,
+				 s, env ? "; ignored" : "");
 			report(err, arg);
 			rc = -EINVAL;
 		} else {
@@ -366,7 +383,7 @@ int conf_parse_string(struct tiered_conf *c, const char *s, void (*report)(const
 				unknown_key(s, klen, report, arg);
 				rc = -EINVAL;
 			} else if (conf_set(c, d, colon + 1, plen - klen - 1, err, sizeof err) < 0) {
-				report(err, arg);
+				bad_value(d, err, env, report, arg);
 				rc = -EINVAL;
 			}
 		}
@@ -377,7 +394,18 @@ int conf_parse_string(struct tiered_conf *c, const char *s, void (*report)(const
 	return rc;
 }
 
-/* conf_from_env -- TIERED_CONF, then each TIERED_<KEY> (which wins) */
+/* conf_parse_string -- apply "k:v,k:v"; returns 0 or -EINVAL after reporting every bad pair */
+int conf_parse_string(struct tiered_conf *c, const char *s, void (*report)(const char *, void *),
+		      void *arg)
+{
+	return parse_items(c, s, false, report, arg);
+}
+
+/*
+ * conf_from_env -- TIERED_CONF, then each TIERED_<KEY> (which wins).  What
+ * is wrong is reported and left out: a bad value leaves its key at the
+ * default, an unknown key is ignored.
+ */
 void conf_from_env(struct tiered_conf *c, char **envp, void (*report)(const char *, void *),
 		   void *arg)
 {
@@ -385,7 +413,7 @@ void conf_from_env(struct tiered_conf *c, char **envp, void (*report)(const char
 		return;
 	for (char **e = envp; *e; e++)
 		if (strncmp(*e, "TIERED_CONF=", 12) == 0)
-			(void)conf_parse_string(c, *e + 12, report, arg);
+			(void)parse_items(c, *e + 12, true, report, arg);
 	for (char **e = envp; *e; e++) {
 		const char *v = *e;
 		if (strncmp(v, "TIERED_", 7) != 0 || strncmp(v, "TIERED_CONF=", 12) == 0)
@@ -405,13 +433,13 @@ void conf_from_env(struct tiered_conf *c, char **envp, void (*report)(const char
 			/* TIERED_PRELOAD and similar belong to tools, not to the library */
 			if (strncmp(v, "TIERED_PRELOAD", 14) == 0)
 				continue;
-			snprintf(err, sizeof err, "%.*s: unknown variable (no key '%.*s')",
+			snprintf(err, sizeof err, "%.*s: unknown variable (no key '%.*s'); ignored",
 				 (int)(eq - v), v, (int)klen, key);
 			report(err, arg);
 			continue;
 		}
 		if (conf_set(c, d, eq + 1, strlen(eq + 1), err, sizeof err) < 0)
-			report(err, arg);
+			bad_value(d, err, true, report, arg);
 	}
 }
 

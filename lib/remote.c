@@ -159,7 +159,8 @@ int remote_check_spec(const char *s, size_t len, char *err, size_t errlen)
 		struct remote_target t;
 		char e[256];
 		if (remote_parse_target(s + i, l, &t, e, sizeof e) < 0) {
-			snprintf(err, errlen, "remote: %s (expected none, spawn, or "
+			/* e names the key and the item already */
+			snprintf(err, errlen, "%s (expected none, spawn, or "
 					      "provider://host:port[;...])", e);
 			return -EINVAL;
 		}
@@ -413,8 +414,12 @@ static int open_conn(unsigned i, bool quiet, struct sconn **out)
 	int rc = s->ops->connect(&s->t, g_rem.secret, g_rem.slen, &sc->conn, err, sizeof err);
 	if (rc < 0) {
 		free(sc);
-		if (!quiet)
-			tlog(LOG_WARN, "remote tier %s: %s", s->name, err);
+		if (!quiet) {
+			/* the control connection's errors name the server already */
+			bool named = strncmp(err, s->name, strlen(s->name)) == 0;
+			tlog(LOG_WARN, "remote tier %s%s%s", named ? "" : s->name,
+			     named ? "" : ": ", err);
+		}
 		return rc;
 	}
 	*out = sc;

@@ -80,7 +80,7 @@ void runtime_thread_enter(void)
 void runtime_report_conf_error(const char *msg, void *arg)
 {
 	(void)arg;
-	tlog(LOG_ERROR, "%s; using the default", msg);
+	tlog(LOG_ERROR, "%s", msg);
 }
 
 static void on_prefork(void)

@@ -724,18 +724,25 @@ START_TEST(test_env_bad)
 	struct tiered_conf c;
 	struct reports r = {0};
 	char *env[] = {"TIERED_DRAM_LIMIT=12Q", "TIERED_BOGUS=1", "TIERED_CONF=log_level:loud",
-	               "TIERED_NARENAS=3", NULL};
+	               "TIERED_NARENAS=3", "TIERED_REMOTE=tpc://10.0.0.1:7000", NULL};
 	conf_defaults(&c);
 	conf_from_env(&c, env, collect, &r);
-	ck_assert_msg(r.n == 3, "expected 3 reports, got %d:\n%s", r.n, r.all);
+	ck_assert_msg(r.n == 4, "expected 4 reports, got %d:\n%s", r.n, r.all);
 	ck_assert_str_has(r.all, "dram_limit");
 	ck_assert_str_has(r.all, "12Q");
 	ck_assert_str_has(r.all, "TIERED_BOGUS");
+	ck_assert_str_has(r.all, "ignored");
 	ck_assert_str_has(r.all, "log_level");
 	ck_assert_str_has(r.all, "loud");
+	/* each bad value says which default stays, once, and names the key once */
+	ck_assert_str_has(r.all, "dram_limit keeps its default, 0");
+	ck_assert_str_has(r.all, "log_level keeps its default, warn");
+	ck_assert_str_has(r.all, "remote keeps its default, spawn");
+	ck_assert_msg(!strstr(r.all, "remote: remote:"), "the key is named twice:\n%s", r.all);
 	ck_assert_uint_eq(c.dram_limit, 0);
 	ck_assert_int_eq(c.log_level, LOG_WARN);
 	ck_assert_int_eq(c.narenas, 3);
+	ck_assert_str_eq(c.remote, "spawn");
 }
 END_TEST
 
