@@ -78,6 +78,8 @@ struct server {
 	struct sconn *_Atomic fresh; /* opened by tiered-rconn, to install */
 	_Atomic unsigned members; /* READY or FILLING members on it (changed under g_pass_lock) */
 	_Atomic int64_t data_ns;  /* a transfer to it last completed (ns): alive, if slow to talk */
+	_Atomic int stalls;	  /* taken for gone by stuck() since a transfer last completed */
+	_Atomic int64_t stall_until; /* ns: tiered-rconn leaves it alone until then */
 };
 
 /*
@@ -1075,6 +1077,7 @@ struct rio {
 	 */
 	struct stale_chan *stale;
 	size_t nstale, stale_cap;
+	uint32_t gen; /* of the xfer in progress: in every op's context */
 };
 
 struct rio *rio_open(size_t staging)
@@ -1203,7 +1206,54 @@ void rio_warm(struct rio *io)
 	rio_settle(io);
 }
 
+/*
+ * A transfer not complete after RIO_TIMEOUT_MS: its server is silent (the
+ * heartbeat decides: taken for gone while another answers, waited for
+ * while none does) or it answers and yet does not complete transfers (taken
+ * for gone here).  An op is never failed while the provider may still
+ * finish it into the staging buffer: only a server taken for gone fails
+ * its ops (the backend's poll, which keeps them as abandoned).
+ */
 #define RIO_TIMEOUT_MS 10000
+#define STALL_HOLD_MS 20000 /* the first time a server stalls: see stuck() */
+
+/*
+ * stuck -- transfers to server s (io's channel) have not completed for
+ * waited_ms: true to wait on (s is silent, or gone already), false once s,
+ * answering heartbeats but not transfers, has been taken for gone.
+ */
+static bool stuck(struct rio *io, unsigned s, long waited_ms, bool *said)
+{
+	if (!srv_live(s) || !io->sc[s])
+		return true; /* gone: the backend's poll fails what is in flight */
+	struct remote_ctl *ctl = io->sc[s]->ops->ctl(io->sc[s]->conn);
+	int tmo = CONF_LOAD(g_conf.server_timeout_ms);
+	int64_t quiet = ctl ? ((int64_t)mono_ns() - atomic_load(&ctl->heard_ns)) / 1000000 : 0;
+	if (ctl && tmo > 0 && quiet >= tmo / 2) {
+		if (!*said)
+			tlog(LOG_WARN, "a transfer to memory server %s has waited %ld ms: the server is "
+				       "silent, and the library waits while no server answers "
+				       "(server_timeout_ms)",
+			     g_rem.srv[s].name, waited_ms);
+		*said = true;
+		return true;
+	}
+	/*
+	 * Its control connection would connect again at once, and the next
+	 * transfer stall as long: it stays gone for STALL_HOLD_MS, doubled at
+	 * each stall until a transfer to it completes.
+	 */
+	int k = ATOMIC_ADD_RELAXED(&g_rem.srv[s].stalls, 1);
+	int64_t hold = (int64_t)STALL_HOLD_MS << (k < 5 ? k : 5);
+	ATOMIC_STORE_RELAXED(&g_rem.srv[s].stall_until, (int64_t)mono_ns() + hold * 1000000);
+	tlog(LOG_WARN, "memory server %s answers, but a transfer to it has not completed in %ld ms: "
+		       "it is taken for gone, and not connected to again for %lld s",
+	     g_rem.srv[s].name, waited_ms, (long long)(hold / 1000));
+	if (ctl)
+		rctl_give_up(ctl);
+	server_down(s);
+	return false;
+}
 
 /* One RMA transfer to one server: an item's copy, or a piece of a lease copy. */
 struct xop {
@@ -1226,18 +1276,23 @@ static void note_failure(unsigned s)
 
 /*
  * xfer -- post every op (as many at once as the channels take), reap
- * completions, call done for each.  An op whose server is gone, or that
- * does not complete in RIO_TIMEOUT_MS, fails with -ETIMEDOUT/-ECONNRESET.
+ * completions, call done for each.  An op whose server is gone fails with
+ * -ECONNRESET; one that does not complete waits on its server as stuck()
+ * says.  Ops carry io->gen in their context, so a completion that comes
+ * back from an earlier xfer is never taken for one of this one's.
  */
 static int xfer(struct rio *io, struct xop *x, size_t n, bool write,
 		void (*done)(size_t, void *), void *arg)
 {
 	size_t posted = 0, completed = 0;
 	int first_err = 0;
-	unsigned used_mask = 0, again_mask = 0;
+	unsigned used_mask = 0, again_mask = 0, failed_mask = 0;
 	bool idle = false; /* the last sweep of several channels reaped nothing */
+	bool said = false; /* stuck() has said it waits */
+	uint64_t gen = (uint64_t)++io->gen << 32;
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	long waited = 0; /* ms before t0, in earlier timeouts */
 	for (size_t i = 0; i < n; i++)
 		x[i].status = 1; /* pending */
 	while (completed < n) {
@@ -1251,7 +1306,7 @@ static int xfer(struct rio *io, struct xop *x, size_t n, bool write,
 				.len = o->len,
 				.raddr = o->raddr,
 				.key = o->key,
-				.ctx = (void *)(uintptr_t)(posted + 1),
+				.ctx = (void *)(uintptr_t)(gen | (posted + 1)),
 			};
 			int rc;
 			if (!ch)
@@ -1307,7 +1362,12 @@ static int xfer(struct rio *io, struct xop *x, size_t n, bool write,
 				continue;
 			int r = io->sc[s]->ops->poll(io->ch[s], cqe, 16, several ? 0 : 100);
 			if (r < 0) {
-				/* the channel failed: everything pending on it fails */
+				/*
+				 * the channel failed: everything pending on it fails,
+				 * and the channel is set aside (the provider may hold
+				 * some of it still)
+				 */
+				failed_mask |= 1u << s;
 				for (size_t i = 0; i < posted; i++)
 					if (x[i].status == 1 && x[i].srv == s) {
 						x[i].status = r;
@@ -1323,12 +1383,16 @@ static int xfer(struct rio *io, struct xop *x, size_t n, bool write,
 			for (int j = 0; j < r; j++)
 				if (cqe[j].status == 0) {
 					ATOMIC_STORE_RELAXED(&g_rem.srv[s].data_ns, (int64_t)mono_ns());
+					if (ATOMIC_LOAD_RELAXED(&g_rem.srv[s].stalls))
+						ATOMIC_STORE_RELAXED(&g_rem.srv[s].stalls, 0);
 					break;
 				}
 			for (int j = 0; j < r; j++) {
-				size_t i = (size_t)(uintptr_t)cqe[j].ctx - 1;
-				if (i >= n || x[i].status != 1)
-					continue;
+				uint64_t c = (uint64_t)(uintptr_t)cqe[j].ctx;
+				size_t i = (size_t)(c & 0xffffffffu) - 1;
+				if ((c & ~0xffffffffULL) != gen || i >= n || x[i].status != 1 ||
+				    x[i].srv != s)
+					continue; /* an earlier xfer's */
 				x[i].status = cqe[j].status;
 				if (cqe[j].status < 0 && !first_err)
 					first_err = cqe[j].status;
@@ -1353,18 +1417,26 @@ static int xfer(struct rio *io, struct xop *x, size_t n, bool write,
 				nanosleep(&ts, NULL);
 			}
 			if (ms > RIO_TIMEOUT_MS) {
+				/*
+				 * Pending ops wait on a silent server; once their server
+				 * is taken for gone (here or by the heartbeat), posted
+				 * ones fail through the backend's poll, the others when
+				 * they are posted.
+				 */
+				waited += ms;
+				unsigned seen = 0;
 				for (size_t i = 0; i < n; i++)
-					if (x[i].status == 1) {
-						x[i].status = -ETIMEDOUT;
-						completed++;
-						if (!first_err)
-							first_err = -ETIMEDOUT;
-						if (done)
-							done(i, arg);
+					if (x[i].status == 1 && !(seen & (1u << x[i].srv))) {
+						seen |= 1u << x[i].srv;
+						(void)stuck(io, x[i].srv, waited, &said);
 					}
+				clock_gettime(CLOCK_MONOTONIC, &t0);
 			}
 		}
 	}
+	for (unsigned s = 0; s < MAX_SERVERS; s++)
+		if (failed_mask & (1u << s))
+			chan_retire(io, s);
 	return first_err;
 }
 
@@ -1970,7 +2042,8 @@ static void *rconn_main(void *arg)
 		for (unsigned s = 0; s < ATOMIC_LOAD_ACQUIRE(&g_rem.nsrv); s++) {
 			struct server *sv = &g_rem.srv[s];
 			if (srv_live(s) || !ATOMIC_LOAD_ACQUIRE(&sv->swept) ||
-			    ATOMIC_LOAD_ACQUIRE(&sv->fresh) || now < sv->retry_at)
+			    ATOMIC_LOAD_ACQUIRE(&sv->fresh) || now < sv->retry_at ||
+			    now < ATOMIC_LOAD_RELAXED(&sv->stall_until))
 				continue;
 			struct sconn *sc;
 			if (open_conn(s, true, &sc) == 0) {

@@ -13,6 +13,7 @@ integration_tests = \
 	tests/integration/remote.sh \
 	tests/integration/remote-fork.sh \
 	tests/integration/replicas.sh \
+	tests/integration/pause.sh \
 	tests/integration/usdt.sh \
 	tests/integration/tieredstat.sh
 

@@ -18,7 +18,10 @@
 #      network is mended and the library connects to the server again;
 #   3. another server is stopped (SIGSTOP): the same; it continues, and the
 #      library connects to it again;
-#   4. the workload stops and verifies every page.
+#   4. everything to another server but its control port is dropped: it
+#      answers its heartbeats, but a transfer to it does not complete; the
+#      library takes it for gone after 10 s, reads go to the other copies;
+#   5. the workload stops and verifies every page.
 # Needs root (a network namespace) and nft; skipped otherwise.
 # `make check-partition`; not part of `make check` (see tests/integration/local.mk).
 if [ -z "${TIERED_PARTITION_NETNS:-}" ]; then
@@ -129,7 +132,35 @@ progressing || true
 sleep 1.5
 progressing || fail "the workload made no progress"
 
-echo "== 4. the workload stops and checks every page"
+echo "== 4. a server answers its heartbeats, but its transfers go nowhere"
+# Everything to and from the server but its control port is dropped: it
+# answers, so the heartbeat keeps it; a transfer that has not completed in
+# 10 s (RIO_TIMEOUT_MS) takes it for gone, and reads go to the other copy.
+mute=1
+for n in 1 2 3; do
+	[ "$(leased $n)" -gt "$(leased $mute)" ] 2>/dev/null && mute=$n
+done
+eval "mport=\$port_$mute"
+mute_at=$(date +%s%N)
+nft add chain inet tiered_cut mute '{ type filter hook input priority 0; }'
+nft add rule inet tiered_cut mute ip daddr "$(addr $mute)" tcp dport != "$mport" drop
+nft add rule inet tiered_cut mute ip saddr "$(addr $mute)" tcp sport != "$mport" drop
+stalled() { grep -q 'answers, but a transfer to it has not completed' "$tmp/work.out"; }
+wait_until 60 "the library takes server $mute for gone" stalled
+echo "the library took server $mute for gone $(ms_since "$mute_at") ms after its transfers stopped"
+grep 'answers, but a transfer' "$tmp/work.out" | head -1 | grep -q "$(addr $mute):" ||
+	fail "the library took the wrong server for gone: $(grep 'answers, but a transfer' "$tmp/work.out")"
+wait_until 60 "the copies are made again (degraded=0)" restored 3
+grep -q 'lost=[1-9]' "$tmp/work.out" && fail "a lease group lost every copy with replicas=2"
+nft delete chain inet tiered_cut mute
+echo "the transfers flow again"
+wait_until 60 "the library connects to server $mute again" reconnected 3
+_last_ops=
+progressing || true
+sleep 1.5
+progressing || fail "the workload made no progress"
+
+echo "== 5. the workload stops and checks every page"
 touch "$tmp/stop"
 wait "$work"
 rc=$?
