@@ -1,5 +1,5 @@
 /*
- * proto.c -- the tieredd control protocol v1: framing, encoders and
+ * proto.c -- the tieredd control protocol (docs/PROTOCOL.md): framing, encoders and
  * decoders, blocking I/O with a deadline, the client's handshake, and
  * remote_parse_target() of lib/remote.h.
  *

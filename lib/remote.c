@@ -2134,7 +2134,7 @@ int remote_drain(const char *name, bool on, char *err, size_t errlen)
 	int s = find(name);
 	if (s < 0) {
 		snprintf(err, errlen, "%s is not one of this process's memory servers (see "
-				      "remote.servers in the stats)",
+				      "server_names in the remote statistics)",
 			 name);
 		return -ENOENT;
 	}
