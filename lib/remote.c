@@ -745,11 +745,11 @@ static int pick_server(const struct lease *g, size_t k, unsigned skip, int64_t n
  * other copies, and blocks it held the only copy of fail loudly when
  * touched.  Said once per death.
  */
-static void server_down(unsigned s)
+static bool server_down(unsigned s)
 {
 	bool was = atomic_exchange_explicit(&g_rem.srv[s].dead, true, memory_order_acq_rel);
 	if (was)
-		return;
+		return false;
 	ATOMIC_ADD_RELAXED(&g_servers_lost, 1);
 	TRACE(server_down, s, g_rem.srv[s].name);
 	if (replicas() > 1)
@@ -758,6 +758,7 @@ static void server_down(unsigned s)
 		     g_rem.srv[s].name);
 	else
 		tlog(LOG_WARN, "memory server %s is gone: no more blocks go there", g_rem.srv[s].name);
+	return true;
 }
 
 /*
@@ -1241,17 +1242,20 @@ static bool stuck(struct rio *io, unsigned s, long waited_ms, bool *said)
 	/*
 	 * Its control connection would connect again at once, and the next
 	 * transfer stall as long: it stays gone for STALL_HOLD_MS, doubled at
-	 * each stall until a transfer to it completes.
+	 * each stall until a transfer to it completes.  Several threads may
+	 * get here for one stall: the one that takes it down decides.
 	 */
-	int k = ATOMIC_ADD_RELAXED(&g_rem.srv[s].stalls, 1);
+	if (ctl)
+		rctl_give_up(ctl); /* first: the backend's poll then fails what is in flight */
+	int k = ATOMIC_LOAD_RELAXED(&g_rem.srv[s].stalls);
 	int64_t hold = (int64_t)STALL_HOLD_MS << (k < 5 ? k : 5);
 	ATOMIC_STORE_RELAXED(&g_rem.srv[s].stall_until, (int64_t)mono_ns() + hold * 1000000);
-	tlog(LOG_WARN, "memory server %s answers, but a transfer to it has not completed in %ld ms: "
-		       "it is taken for gone, and not connected to again for %lld s",
-	     g_rem.srv[s].name, waited_ms, (long long)(hold / 1000));
-	if (ctl)
-		rctl_give_up(ctl);
-	server_down(s);
+	if (server_down(s)) {
+		ATOMIC_STORE_RELAXED(&g_rem.srv[s].stalls, k + 1);
+		tlog(LOG_WARN, "memory server %s answers, but a transfer to it has not completed in "
+			       "%ld ms: it was taken for gone, and is not connected to again for %lld s",
+		     g_rem.srv[s].name, waited_ms, (long long)(hold / 1000));
+	}
 	return false;
 }
 
@@ -1262,7 +1266,11 @@ struct xop {
 	uint64_t raddr, key;
 	size_t off, len; /* in the staging buffer */
 	int status;	 /* 1 while pending */
+	struct remote_chan *ch; /* posted on (xfer's) */
 };
+
+/* an op's context: the xfer's generation above its index + 1 */
+_Static_assert(sizeof(uintptr_t) >= 8, "xfer packs a generation and an index in a context");
 
 /* note_failure -- a transfer to server s failed: is the server gone? */
 static void note_failure(unsigned s)
@@ -1286,13 +1294,14 @@ static int xfer(struct rio *io, struct xop *x, size_t n, bool write,
 {
 	size_t posted = 0, completed = 0;
 	int first_err = 0;
-	unsigned used_mask = 0, again_mask = 0, failed_mask = 0;
+	unsigned used_mask = 0, again_mask = 0;
+	struct remote_chan *failed[MAX_SERVERS] = {0}; /* channels whose poll failed */
 	bool idle = false; /* the last sweep of several channels reaped nothing */
 	bool said = false; /* stuck() has said it waits */
 	uint64_t gen = (uint64_t)++io->gen << 32;
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	long waited = 0; /* ms before t0, in earlier timeouts */
+	long waited = 0; /* ms without progress before t0, in earlier timeouts */
 	for (size_t i = 0; i < n; i++)
 		x[i].status = 1; /* pending */
 	while (completed < n) {
@@ -1314,8 +1323,10 @@ static int xfer(struct rio *io, struct xop *x, size_t n, bool write,
 			else
 				rc = write ? io->sc[o->srv]->ops->post_write(ch, &rio)
 					   : io->sc[o->srv]->ops->post_read(ch, &rio);
-			if (rc == 0)
+			if (rc == 0) {
 				used_mask |= 1u << o->srv;
+				o->ch = ch;
+			}
 			if (rc == -EAGAIN) {
 				/* queue full, or the connection is still being set up: progress first */
 				again_mask |= 1u << o->srv;
@@ -1355,8 +1366,14 @@ static int xfer(struct rio *io, struct xop *x, size_t n, bool write,
 		 * set aside (chan_retire) and closed where buf is free
 		 * (rio_settle), since closing may let it finish.
 		 */
-		if (several && idle)
-			sched_yield();
+		if (several && idle) {
+			/* past a timeout, waiting on a silent server: do not spin */
+			struct timespec ts = {0, 10000000};
+			if (waited > 0)
+				nanosleep(&ts, NULL);
+			else
+				sched_yield();
+		}
 		for (unsigned s = 0; s < MAX_SERVERS; s++) {
 			if (!(poll_mask & (1u << s)) || !io->ch[s])
 				continue;
@@ -1367,7 +1384,7 @@ static int xfer(struct rio *io, struct xop *x, size_t n, bool write,
 				 * and the channel is set aside (the provider may hold
 				 * some of it still)
 				 */
-				failed_mask |= 1u << s;
+				failed[s] = io->ch[s];
 				for (size_t i = 0; i < posted; i++)
 					if (x[i].status == 1 && x[i].srv == s) {
 						x[i].status = r;
@@ -1407,13 +1424,18 @@ static int xfer(struct rio *io, struct xop *x, size_t n, bool write,
 			}
 		}
 		idle = got == 0;
+		if (got > 0) {
+			/* progress: the timeout counts from here */
+			clock_gettime(CLOCK_MONOTONIC, &t0);
+			waited = 0;
+		}
 		if (got == 0 && completed < n) {
 			struct timespec t1;
 			clock_gettime(CLOCK_MONOTONIC, &t1);
 			long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
 			if (ms <= RIO_TIMEOUT_MS && posted < n) {
 				/* nothing in flight to wait on: let the provider connect */
-				struct timespec ts = {0, 50000};
+				struct timespec ts = {0, waited > 0 ? 10000000 : 50000};
 				nanosleep(&ts, NULL);
 			}
 			if (ms > RIO_TIMEOUT_MS) {
@@ -1424,18 +1446,37 @@ static int xfer(struct rio *io, struct xop *x, size_t n, bool write,
 				 * they are posted.
 				 */
 				waited += ms;
-				unsigned seen = 0;
-				for (size_t i = 0; i < n; i++)
-					if (x[i].status == 1 && !(seen & (1u << x[i].srv))) {
-						seen |= 1u << x[i].srv;
-						(void)stuck(io, x[i].srv, waited, &said);
+				unsigned look = 0;
+				for (size_t i = 0; i < posted; i++) {
+					if (x[i].status != 1)
+						continue;
+					if (x[i].ch != io->ch[x[i].srv]) {
+						/*
+						 * its channel was set aside (chan_retire: the
+						 * connection was replaced, the old one is dead)
+						 * and is not polled here again
+						 */
+						x[i].status = -ECONNRESET;
+						completed++;
+						if (!first_err)
+							first_err = -ECONNRESET;
+						if (done)
+							done(i, arg);
+						continue;
 					}
+					look |= 1u << x[i].srv;
+				}
+				if (posted < n)
+					look |= 1u << x[posted].srv; /* its post waits */
+				for (unsigned s = 0; s < MAX_SERVERS; s++)
+					if (look & (1u << s))
+						(void)stuck(io, s, waited, &said);
 				clock_gettime(CLOCK_MONOTONIC, &t0);
 			}
 		}
 	}
 	for (unsigned s = 0; s < MAX_SERVERS; s++)
-		if (failed_mask & (1u << s))
+		if (failed[s] && io->ch[s] == failed[s])
 			chan_retire(io, s);
 	return first_err;
 }
