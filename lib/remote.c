@@ -1252,9 +1252,11 @@ static bool stuck(struct rio *io, unsigned s, long waited_ms, bool *said)
 	ATOMIC_STORE_RELAXED(&g_rem.srv[s].stall_until, (int64_t)mono_ns() + hold * 1000000);
 	if (server_down(s)) {
 		ATOMIC_STORE_RELAXED(&g_rem.srv[s].stalls, k + 1);
-		tlog(LOG_WARN, "memory server %s answers, but a transfer to it has not completed in "
+		tlog(LOG_WARN, "memory server %s %s, but a transfer to it has not completed in "
 			       "%ld ms: it was taken for gone, and is not connected to again for %lld s",
-		     g_rem.srv[s].name, waited_ms, (long long)(hold / 1000));
+		     g_rem.srv[s].name,
+		     tmo > 0 ? "answers" : "may answer (server_timeout_ms is 0: no heartbeat)",
+		     waited_ms, (long long)(hold / 1000));
 	}
 	return false;
 }
