@@ -1247,10 +1247,12 @@ static bool stuck(struct rio *io, unsigned s, long waited_ms, bool *said)
 	 */
 	if (ctl)
 		rctl_give_up(ctl); /* first: the backend's poll then fails what is in flight */
-	int k = ATOMIC_LOAD_RELAXED(&g_rem.srv[s].stalls);
-	int64_t hold = (int64_t)STALL_HOLD_MS << (k < 5 ? k : 5);
-	ATOMIC_STORE_RELAXED(&g_rem.srv[s].stall_until, (int64_t)mono_ns() + hold * 1000000);
 	if (server_down(s)) {
+		/* tiered-rconn waits for the sweep, which comes after this */
+		int k = ATOMIC_LOAD_RELAXED(&g_rem.srv[s].stalls);
+		int64_t hold = (int64_t)STALL_HOLD_MS << (k < 5 ? k : 5);
+		ATOMIC_STORE_RELAXED(&g_rem.srv[s].stall_until,
+				     (int64_t)mono_ns() + hold * 1000000);
 		ATOMIC_STORE_RELAXED(&g_rem.srv[s].stalls, k + 1);
 		tlog(LOG_WARN, "memory server %s %s, but a transfer to it has not completed in "
 			       "%ld ms: it was taken for gone, and is not connected to again for %lld s",
