@@ -18,9 +18,6 @@
 # group ever without a copy, and says how many kills and drains it survived.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/common.sh"
 
-need_preload
-prog=$bindir/replica_work
-[ -x "$prog" ] || fail "$prog is not built"
 seconds=${CHAOS_SECONDS:-600}
 server_log_level=error
 . "$top_srcdir/tests/integration/servers.sh"
@@ -53,12 +50,9 @@ start 2 0
 start 3 0
 urls="tcp://127.0.0.1:$port_1;tcp://127.0.0.1:$port_2;tcp://127.0.0.1:$port_3"
 conf="dram_limit:16M,cxl_node:none,policy_interval_ms:10,replicas:2,lease_size:4M"
-conf="$conf,remote:$urls,secret_file:$tmp/secret,stats_print:json,stats_file:$tmp/work.json"
-preloaded "$conf" "$prog" 64 $((seconds + 600)) "$tmp/stop" >"$tmp/work.out" 2>&1 &
-work=$!
-pids="$pids $work"
+work_start "$conf,remote:$urls" $((seconds + 600))
 for _i in $(seq 300); do
-	[ "$(field remote)" -gt $((16 << 20)) ] 2>/dev/null && break
+	remote_ok && break
 	sleep 0.2
 done
 [ "$(field remote)" -gt $((16 << 20)) ] 2>/dev/null || fail "no block went remote"

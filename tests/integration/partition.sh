@@ -35,10 +35,7 @@ if [ -z "${TIERED_PARTITION_NETNS:-}" ]; then
 fi
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/common.sh"
 
-need_preload
 need_prog python3
-prog=$bindir/replica_work
-[ -x "$prog" ] || fail "$prog is not built"
 . "$top_srcdir/tests/integration/servers.sh"
 ip link set lo up || fail "cannot bring lo up in the test's network namespace"
 nft add table inet tiered_cut || fail "nft does not work here"
@@ -46,7 +43,6 @@ nft add table inet tiered_cut || fail "nft does not work here"
 # addr N -- server N's address: 127.0.0.(N+1); the client's end is 127.0.0.1
 addr() { echo "127.0.0.$(($1 + 1))"; }
 
-remote_ok() { [ "$(field remote)" -gt $((16 << 20)) ] 2>/dev/null; }
 restored() { [ "$(field lost_servers)" -ge "$1" ] && [ "$(field copies)" -ge 1 ] && [ "$(field degraded)" -eq 0 ]; } 2>/dev/null
 verdicts() { grep -c 'has not answered for' "$tmp/work.out"; }
 verdict_n() { [ "$(verdicts)" -ge "$1" ]; }
@@ -61,10 +57,7 @@ echo "servers: $(addr 1):$port_1 (pid $pid_1), $(addr 2):$port_2 (pid $pid_2)," 
 urls="tcp://$(addr 1):$port_1;tcp://$(addr 2):$port_2;tcp://$(addr 3):$port_3"
 # server_timeout_ms is left at its default (3000)
 conf="dram_limit:16M,cxl_node:none,policy_interval_ms:10,replicas:2,lease_size:4M"
-conf="$conf,remote:$urls,secret_file:$tmp/secret,stats_print:json,stats_file:$tmp/work.json"
-preloaded "$conf" "$prog" 64 600 "$tmp/stop" >"$tmp/work.out" 2>&1 &
-work=$!
-pids="$pids $work"
+work_start "$conf,remote:$urls" 600
 
 wait_until 60 "blocks are remote" remote_ok
 sleep 2

@@ -12,22 +12,14 @@
 # 10 s and the program ended with "block ... is lost" (status 113).
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/common.sh"
 
-need_preload
 need_prog python3
-prog=$bindir/replica_work
-[ -x "$prog" ] || fail "$prog is not built"
 . "$top_srcdir/tests/integration/servers.sh"
 
 start 1 0
 echo "server: 127.0.0.1:$port_1 (pid $pid_1)"
 conf="dram_limit:16M,cxl_node:none,policy_interval_ms:10,lease_size:4M"
-conf="$conf,remote:tcp://127.0.0.1:$port_1,secret_file:$tmp/secret"
-conf="$conf,stats_print:json,stats_file:$tmp/work.json"
-preloaded "$conf" "$prog" 64 600 "$tmp/stop" >"$tmp/work.out" 2>&1 &
-work=$!
-pids="$pids $work"
+work_start "$conf,remote:tcp://127.0.0.1:$port_1" 600
 
-remote_ok() { [ "$(field remote)" -gt $((16 << 20)) ] 2>/dev/null; }
 wait_until 60 "blocks are remote" remote_ok
 sleep 1
 

@@ -15,13 +15,9 @@
 # Then a client with the wrong secret is refused by name.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/integration/common.sh"
 
-need_preload
 need_prog python3
-prog=$bindir/replica_work
-[ -x "$prog" ] || fail "$prog is not built"
 . "$top_srcdir/tests/integration/servers.sh"
 
-remote_ok() { [ "$(field remote)" -gt $((16 << 20)) ] 2>/dev/null; }
 restored() { [ "$(field lost_servers)" -ge 1 ] && [ "$(field copies)" -ge 1 ] && [ "$(field degraded)" -eq 0 ]; } 2>/dev/null
 has_leases() { [ "$(leased "$1")" -gt 0 ] 2>/dev/null; }
 
@@ -31,10 +27,7 @@ start 3 0
 echo "servers: 1 on $port_1 (pid $pid_1), 2 on $port_2 (pid $pid_2), 3 on $port_3 (pid $pid_3)"
 urls="tcp://127.0.0.1:$port_1;tcp://127.0.0.1:$port_2;tcp://127.0.0.1:$port_3"
 conf="dram_limit:16M,cxl_node:none,policy_interval_ms:10,replicas:2,lease_size:4M"
-conf="$conf,remote:$urls,secret_file:$tmp/secret,stats_print:json,stats_file:$tmp/work.json"
-preloaded "$conf" "$prog" 64 300 "$tmp/stop" >"$tmp/work.out" 2>&1 &
-work=$!
-pids="$pids $work"
+work_start "$conf,remote:$urls" 300
 
 wait_until 60 "blocks are remote" remote_ok
 sleep 2

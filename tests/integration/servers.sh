@@ -1,9 +1,11 @@
-# servers.sh -- sourced after common.sh by the scripts that run several
-# tieredd under replica_work (replicas.sh, partition.sh, chaos.sh): the
-# servers, a shared secret, and readers of the workload's progress lines.
-# The caller sets $work to replica_work's pid and writes its output to
-# $tmp/work.out.
+# servers.sh -- sourced after common.sh by the scripts that run tieredd
+# under replica_work (replicas.sh, partition.sh, chaos.sh, pause.sh): the
+# servers, a shared secret, the workload (work_start) and readers of its
+# progress lines in $tmp/work.out.
 
+need_preload
+prog=$bindir/replica_work
+[ -x "$prog" ] || fail "$prog is not built"
 tieredd=$abs_top_builddir/server/tieredd
 [ -x "$tieredd" ] || fail "$tieredd is not built"
 : "${server_log_level:=warn}"
@@ -44,6 +46,19 @@ leased() {
 	"$tieredd" --status --listen "$_a" --port "$_p" --secret-file "$tmp/secret" 2>/dev/null |
 		sed -n 's/^leased //p'
 }
+
+# work_start CONF SECONDS -- replica_work on 64 MiB under the preload
+# library with CONF (the servers' secret and JSON statistics in
+# $tmp/work.json added) for SECONDS or until $tmp/stop exists; sets $work
+work_start() {
+	preloaded "$1,secret_file:$tmp/secret,stats_print:json,stats_file:$tmp/work.json" \
+		"$prog" 64 "$2" "$tmp/stop" >"$tmp/work.out" 2>&1 &
+	work=$!
+	pids="$pids $work"
+}
+
+# remote_ok -- more than the 16 MiB DRAM budget of the workload is evicted
+remote_ok() { [ "$(field remote)" -gt $((16 << 20)) ] 2>/dev/null; }
 
 # field NAME -- NAME= of the workload's last progress line
 field() {
